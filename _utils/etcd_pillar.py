@@ -548,3 +548,54 @@ def validate(etcd_pillar, minion_id=None, etcd_version=None):
             )
         )
     return errors, warnings
+
+
+def initial_cluster(cluster, minion_ids=None):
+    """
+    etcd's ``initial-cluster`` for the pillar members (all, or ``minion_ids``):
+    ``<member name>=<peer URL>,...`` ordered by seq.
+    """
+    members = cluster["members"]
+    wanted = [m for m in members if minion_ids is None or m in minion_ids]
+    return ",".join(
+        "{}={}".format(member_name(cluster, m), peer_url(cluster, m))
+        for m in sorted(wanted, key=lambda m: members[m]["seq"])
+    )
+
+
+def client_tls_files():
+    """The CA and client certificate a member's tools use to reach its etcd."""
+    return {
+        "ca_file": PATHS["ca_file"],
+        "cert_file": PATHS["client_cert_file"],
+        "key_file": PATHS["client_key_file"],
+    }
+
+
+def member_settings(etcd_pillar, minion_id):
+    """
+    Everything ``minion_id``'s etcd member is configured from: its cluster's merged settings
+    plus its own names and URLs, the cluster's endpoints, PKI settings and file paths.
+    None when the minion is a member of no cluster.
+    """
+    cluster = cluster_of(etcd_pillar, minion_id)
+    if cluster is None:
+        return None
+    settings = copy.deepcopy(cluster)
+    member = cluster["members"][minion_id]
+    settings.update(
+        {
+            "minion_id": minion_id,
+            "seq": member["seq"],
+            "address": member["address"],
+            "member_name": member_name(cluster, minion_id),
+            "peer_url": peer_url(cluster, minion_id),
+            "client_url": client_url(cluster, minion_id),
+            "endpoints": client_urls(cluster),
+            "initial_cluster": initial_cluster(cluster),
+            "initial_cluster_token": initial_cluster_token(cluster),
+            "pki": pki(etcd_pillar),
+            "paths": dict(PATHS),
+        }
+    )
+    return settings
