@@ -59,6 +59,10 @@ PATHS = {
     "ca_file": "/etc/etcd/pki/ca.crt",
     "client_cert_file": "/etc/etcd/pki/client.crt",
     "client_key_file": "/etc/etcd/pki/client.key",
+    "peer_cert_file": "/etc/etcd/pki/peer.crt",
+    "peer_key_file": "/etc/etcd/pki/peer.key",
+    "server_cert_file": "/etc/etcd/pki/server.crt",
+    "server_key_file": "/etc/etcd/pki/server.key",
     "unit_file": "/etc/systemd/system/etcd.service",
     "env_file": "/etc/profile.d/etcdctl.sh",
 }
@@ -117,9 +121,9 @@ def member_name(cluster, minion_id):
     return "{}-{}".format(cluster["name"], cluster["members"][minion_id]["seq"])
 
 
-def _url(address, port):
+def _url(address, port, scheme="https"):
     host = "[{}]".format(address) if ":" in str(address) else address
-    return "https://{}:{}".format(host, port)
+    return "{}://{}:{}".format(scheme, host, port)
 
 
 def peer_url(cluster, minion_id):
@@ -148,6 +152,96 @@ def initial_cluster_token(cluster):
         "{}:{}".format(cluster["name"], cluster["incarnation"]).encode()
     ).hexdigest()[:8]
     return "{}-{}".format(cluster["name"], digest)
+
+
+# -- the member's etcd config file ----------------------------------------------------------------
+
+# Set when a member first starts; etcd ignores them once its data dir holds a member.
+INITIAL_KEYS = ("initial-cluster", "initial-cluster-state", "initial-cluster-token")
+
+
+def joining_initial_cluster(members, member_name, peer_url):
+    """
+    ``initial-cluster`` for a member joining a running cluster: the real membership
+    (``members`` as ``etcd_cluster.members`` lists them), this member named ``member_name``.
+    ValueError when this member (``peer_url``) was never added, or another member never
+    started (its name is unknown then).
+    """
+    parts, found = [], False
+    for member in members:
+        name = member["name"]
+        if peer_url in member["peer_urls"]:
+            name, found = member_name, True
+        if not name:
+            raise ValueError(
+                "member {} ({}) was added but never started: start or remove it first".format(
+                    member["id"], ",".join(member["peer_urls"])
+                )
+            )
+        parts.extend("{}={}".format(name, url) for url in member["peer_urls"])
+    if not found:
+        raise ValueError(
+            "the running cluster has no member with peer URL {}: add it first "
+            "(etcd_member.present), then apply again".format(peer_url)
+        )
+    return ",".join(parts)
+
+
+def member_config(settings, initial, etcd_version=None):
+    """
+    The content of the member's etcd config file (etcd's YAML keys, in a stable order):
+    ``settings`` as ``member_settings`` gives them, ``initial`` the INITIAL_KEYS values.
+    """
+    paths = settings["paths"]
+    address = settings["address"]
+    config = {
+        "name": settings["member_name"],
+        "data-dir": settings["data_dir"],
+        "listen-peer-urls": settings["peer_url"],
+        "listen-client-urls": "{},{}".format(
+            settings["client_url"], _url("127.0.0.1", settings["client_port"])
+        ),
+        "listen-metrics-urls": "{},{}".format(
+            _url(address, settings["metrics_port"], "http"),
+            _url("127.0.0.1", settings["metrics_port"], "http"),
+        ),
+        "advertise-client-urls": settings["client_url"],
+        "initial-advertise-peer-urls": settings["peer_url"],
+    }
+    config.update((key, initial[key]) for key in INITIAL_KEYS)
+    config.update(
+        {
+            "heartbeat-interval": settings["heartbeat_interval"],
+            "election-timeout": settings["election_timeout"],
+            "quota-backend-bytes": settings["quota_backend_bytes"],
+            "auto-compaction-mode": settings["auto_compaction_mode"],
+            # etcd reads it as a string: a bare YAML number would not load
+            "auto-compaction-retention": str(settings["auto_compaction_retention"]),
+            "snapshot-count": settings["snapshot_count"],
+            "client-transport-security": {
+                "cert-file": paths["server_cert_file"],
+                "key-file": paths["server_key_file"],
+                "trusted-ca-file": paths["ca_file"],
+                "client-cert-auth": True,
+                "auto-tls": False,
+            },
+            "peer-transport-security": {
+                "cert-file": paths["peer_cert_file"],
+                "key-file": paths["peer_key_file"],
+                "trusted-ca-file": paths["ca_file"],
+                "client-cert-auth": True,
+                "auto-tls": False,
+            },
+            # off by default when etcd reads a config file (3.4): the formula's client speaks it
+            "enable-grpc-gateway": True,
+            "logger": "zap",
+            "log-outputs": ["stderr"],
+        }
+    )
+    version = version_tuple(etcd_version)
+    if settings.get("enable_v2") and (version is None or version < (3, 6)):
+        config["enable-v2"] = True
+    return config
 
 
 # -- validation -----------------------------------------------------------------------------------

@@ -348,3 +348,98 @@ def test_every_problem_is_named_at_once():
 
 def test_not_a_mapping_is_refused():
     assert one_error(["clusters"]).startswith("etcd: ['clusters']: expected a mapping")
+
+
+# -- the config file ------------------------------------------------------------------------------
+
+INITIAL = {
+    "initial-cluster": "etcd-1=https://10.77.0.11:2380",
+    "initial-cluster-state": "existing",
+    "initial-cluster-token": "kept-token",
+}
+
+
+def config_of(etcd=GOOD, minion_id="h2", initial=INITIAL, etcd_version=None):
+    settings = etcd_pillar.member_settings(etcd, minion_id)
+    return etcd_pillar.member_config(settings, initial, etcd_version)
+
+
+def test_config_listens_on_the_address_and_loopback_and_advertises_the_address():
+    config = config_of()
+    assert config["name"] == "etcd-2"
+    assert config["listen-client-urls"] == "https://10.77.0.12:2379,https://127.0.0.1:2379"
+    assert config["advertise-client-urls"] == "https://10.77.0.12:2379"
+    assert config["listen-peer-urls"] == config["initial-advertise-peer-urls"] == "https://10.77.0.12:2380"
+    assert config["listen-metrics-urls"] == "http://10.77.0.12:2381,http://127.0.0.1:2381"
+
+
+def test_config_requires_client_certs_on_both_ports():
+    config = config_of()
+    for side, cert in (("client-transport-security", "server"), ("peer-transport-security", "peer")):
+        assert config[side] == {
+            "cert-file": "/etc/etcd/pki/{}.crt".format(cert),
+            "key-file": "/etc/etcd/pki/{}.key".format(cert),
+            "trusted-ca-file": "/etc/etcd/pki/ca.crt",
+            "client-cert-auth": True,
+            "auto-tls": False,
+        }
+
+
+def test_config_takes_the_initial_settings_it_is_given():
+    config = config_of()
+    assert {key: config[key] for key in etcd_pillar.INITIAL_KEYS} == INITIAL
+
+
+def test_config_carries_the_cluster_settings():
+    etcd = pillar(
+        heartbeat_interval=150, election_timeout=1500, quota_backend_bytes=4 * 1024**3,
+        auto_compaction_mode="revision", auto_compaction_retention=1000, snapshot_count=5000,
+        data_dir="/srv/etcd", client_port=12379, peer_port=12380, metrics_port=12381,
+    )
+    config = config_of(etcd)
+    assert (config["heartbeat-interval"], config["election-timeout"]) == (150, 1500)
+    assert config["quota-backend-bytes"] == 4 * 1024**3
+    assert config["auto-compaction-mode"] == "revision"
+    # etcd's YAML field is a string: a bare number would not load
+    assert config["auto-compaction-retention"] == "1000"
+    assert config["snapshot-count"] == 5000
+    assert config["data-dir"] == "/srv/etcd"
+    assert config["listen-client-urls"] == "https://10.77.0.12:12379,https://127.0.0.1:12379"
+    assert config["listen-metrics-urls"] == "http://10.77.0.12:12381,http://127.0.0.1:12381"
+
+
+def test_config_turns_the_json_gateway_on():
+    assert config_of()["enable-grpc-gateway"] is True
+
+
+@pytest.mark.parametrize(
+    "enable_v2, version, expected",
+    [(False, None, False), (True, None, True), (True, "3.5.16-4", True), (True, "3.6.0", False)],
+)
+def test_enable_v2_is_written_only_when_set_and_before_36(enable_v2, version, expected):
+    config = config_of(pillar(enable_v2=enable_v2), etcd_version=version)
+    assert ("enable-v2" in config) is expected
+
+
+MEMBERS = [
+    {"id": "a1", "name": "etcd-1", "peer_urls": ["https://10.77.0.11:2380"]},
+    {"id": "b2", "name": "etcd-2", "peer_urls": ["https://10.77.0.12:2380"]},
+    {"id": "c4", "name": "", "peer_urls": ["https://10.77.0.14:2380"]},
+]
+
+
+def test_joining_member_gets_the_real_membership_with_its_own_name():
+    assert etcd_pillar.joining_initial_cluster(MEMBERS, "etcd-4", "https://10.77.0.14:2380") == (
+        "etcd-1=https://10.77.0.11:2380,etcd-2=https://10.77.0.12:2380,"
+        "etcd-4=https://10.77.0.14:2380"
+    )
+
+
+def test_joining_member_that_was_never_added_is_refused():
+    with pytest.raises(ValueError, match="no member with peer URL https://10.77.0.15:2380: add it first"):
+        etcd_pillar.joining_initial_cluster(MEMBERS[:2], "etcd-5", "https://10.77.0.15:2380")
+
+
+def test_joining_beside_another_never_started_member_is_refused():
+    with pytest.raises(ValueError, match="c4 .* was added but never started"):
+        etcd_pillar.joining_initial_cluster(MEMBERS, "etcd-1", "https://10.77.0.11:2380")
