@@ -15,7 +15,7 @@ cluster
     (for a runner or a minion that is no member).
 ca_file, cert_file, key_file
     Default: ``/etc/etcd/pki/ca.crt``, ``/etc/etcd/pki/client.{crt,key}``.
-timeout
+request_timeout
     Seconds per request (default 5).
 
 Every failure raises ``CommandExecutionError`` with etcd's own message, or
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd_cluster"
 
-CONNECTION_ARGS = ("endpoints", "cluster", "ca_file", "cert_file", "key_file", "timeout")
+CONNECTION_ARGS = ("endpoints", "cluster", "ca_file", "cert_file", "key_file", "request_timeout")
 
 
 def __virtual__():
@@ -219,7 +219,7 @@ def _connect(connection_args):
         ca_file=args.get("ca_file") or tls["ca_file"],
         cert_file=args.get("cert_file") or tls["cert_file"],
         key_file=args.get("key_file") or tls["key_file"],
-        timeout=float(args.get("timeout") or 5),
+        timeout=float(args.get("request_timeout") or 5),
     )
 
 
@@ -427,3 +427,351 @@ def health(**connection_args):
     summary = _summarise_health(current, member_health, alarms, leader_id)
     summary["error"] = None
     return summary
+
+
+def validate(minion_id=None):
+    """
+    Check pillar ``etcd`` (and that this minion, or ``minion_id``, is in a cluster): raise
+    naming every problem at once; otherwise return ``{"valid": True, "warnings": [...]}``.
+
+    minion_id
+        Default: this minion's ID. Pass ``minion_id=""`` to check the pillar alone.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.validate
+    """
+    if minion_id is None:
+        minion_id = __opts__["id"]
+    errors, warnings = __utils__["etcd_pillar.validate"](_pillar(), minion_id=minion_id or None)
+    if errors:
+        raise CommandExecutionError(
+            "pillar etcd has {} problem(s):\n- {}".format(len(errors), "\n- ".join(errors)),
+            info={"errors": errors, "warnings": warnings},
+        )
+    return {"valid": True, "warnings": warnings}
+
+
+# -- membership -----------------------------------------------------------------------------------
+
+# etcd's answers when the member was added already: the same peer URLs one second or more
+# later, or the same second (the new member's ID derives from its peer URLs and the time).
+_ALREADY_ADDED = ("etcdserver: Peer URLs already exists", "etcdserver: member ID already exist")
+_NOT_A_LEARNER = "etcdserver: can only promote a learner member"
+
+
+def _peer_url_list(peer_urls):
+    if isinstance(peer_urls, str):
+        peer_urls = [u.strip() for u in peer_urls.split(",") if u.strip()]
+    if not peer_urls or not all(
+        isinstance(u, str) and u.startswith(("https://", "http://")) for u in peer_urls
+    ):
+        raise SaltInvocationError(
+            "peer_urls: {!r}: expected one or more http(s)://host:port URLs".format(peer_urls)
+        )
+    return list(peer_urls)
+
+
+def _added(client, name, member, added):
+    current = client.members()
+    return {
+        "id": member["id"],
+        "name": name,
+        "peer_urls": member["peer_urls"],
+        "is_learner": member["is_learner"],
+        "started": member["started"],
+        "added": added,
+        "initial_cluster": _initial_cluster(current, member["id"], name),
+        "initial_cluster_state": "existing",
+        "members": current,
+    }
+
+
+def member_add(name, peer_urls, learner=True, timeout=60, **connection_args):
+    """
+    Add a member: a learner (default), or a voter with ``learner=False``. Idempotent: when a
+    member has these peer URLs already, that member is returned (``added: False``).
+
+    Returns ``id`` (hex), ``name``, ``peer_urls``, ``is_learner``, ``started``, ``added``,
+    and what the new member must be started with: ``initial_cluster`` (every member,
+    itself included) and ``initial_cluster_state`` (``existing``).
+
+    Refuses while another member was added but never started, and a second learner.
+
+    name
+        The new member's etcd name (``<cluster>-<seq>``).
+    peer_urls
+        Its peer URL(s), a list or comma-separated.
+    learner
+        Add it as a learner, to be promoted once caught up (default True).
+    timeout
+        Seconds to retry etcd's passing refusals ("unhealthy cluster") (default 60).
+    connection_args
+        See the module documentation.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.member_add etcd-4 https://10.77.0.14:2380
+        salt h1 etcd_cluster.member_add etcd-4 https://10.77.0.14:2380 learner=False
+    """
+    if not name:
+        raise SaltInvocationError("name: the new member's etcd name is required")
+    peer_urls = _peer_url_list(peer_urls)
+    client = _connect(connection_args)
+    current = client.members()
+    existing = _member_with_peer_urls(current, peer_urls)
+    if existing:
+        return _added(client, name, existing, added=False)
+    refusal = _add_refusal(current, peer_urls, learner)
+    if refusal:
+        raise CommandExecutionError(refusal)
+    try:
+        member = client.member_add(peer_urls, learner=learner, deadline=float(timeout))["member"]
+    except CommandExecutionError as exc:
+        # a request that timed out may have been applied: the retry finds it done
+        if getattr(exc, "message", None) not in _ALREADY_ADDED:
+            raise
+        member = _member_with_peer_urls(client.members(), peer_urls)
+        if member is None:
+            raise
+        return _added(client, name, member, added=False)
+    return _added(client, name, member, added=True)
+
+
+def member_promote(member, timeout=120, **connection_args):
+    """
+    Promote a learner to a voting member once it is started and caught up: its raft index
+    has reached the leader's (checked here, since etcd 3.4's own check can pass for a
+    learner that never started), then retries etcd's "not in sync" and "unhealthy cluster"
+    refusals, all within ``timeout`` seconds. A voting member is left as it is
+    (``promoted: False``).
+
+    member
+        The learner's ID (hex), name or peer URL.
+    timeout
+        Seconds to wait for it to catch up and for etcd to accept (default 120).
+    connection_args
+        See the module documentation.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.member_promote etcd-4
+    """
+    client = _connect(connection_args)
+    started = time.monotonic()
+    give_up_at = started + float(timeout)
+    target = _require_member(client.members(), member)
+    if not target["is_learner"]:
+        return {"id": target["id"], "name": target["name"], "promoted": False, "waited": 0.0}
+    caught_up = _wait_caught_up(client, target["id"], give_up_at)
+    try:
+        after = client.member_promote(
+            target["id"], deadline=max(give_up_at - time.monotonic(), 0.0)
+        )
+    except CommandExecutionError as exc:
+        if getattr(exc, "message", None) != _NOT_A_LEARNER:
+            raise
+        # promoted meanwhile by someone else: it is as wanted
+        target = _require_member(client.members(), target["id"])
+        if target["is_learner"]:
+            raise
+        return {"id": target["id"], "name": target["name"], "promoted": False, "waited": 0.0}
+    return {
+        "id": target["id"],
+        "name": _require_member(after, target["id"])["name"],
+        "promoted": True,
+        "waited": round(time.monotonic() - started, 3),
+        "caught_up": caught_up,
+        "refusals": list(client.last_retries["refusals"]),
+    }
+
+
+def _wait_caught_up(client, member_id, give_up_at):
+    """Wait until learner ``member_id`` runs and has the leader's raft index; return both."""
+    why = "it never answered"
+    while True:
+        current = client.members()
+        learner = _require_member(current, member_id)
+        if not learner["is_learner"]:
+            return None
+        if not learner["started"]:
+            why = "it has not started (start it with the initial_cluster member_add returned)"
+        else:
+            leader_index = _leader_status(client, current)["raft_index"]
+            try:
+                learner_status = client.status(learner["client_urls"][0])
+            except CommandExecutionError as exc:
+                learner_status = None
+                why = "it does not answer: {}".format(exc)
+            if _learner_caught_up(leader_index, learner_status):
+                return {"learner": learner_status["raft_index"], "leader": leader_index}
+            if learner_status is not None:
+                why = "its raft index is {}, the leader's {}".format(
+                    learner_status["raft_index"], leader_index
+                )
+        if time.monotonic() >= give_up_at:
+            raise CommandExecutionError(
+                "learner {} has not caught up with the leader in time: {}".format(
+                    _label(learner), why
+                )
+            )
+        time.sleep(0.25)
+
+
+def member_remove(member, force=False, timeout=60, **connection_args):
+    """
+    Remove a member. Refuses what would lose quorum (too few healthy voters would remain),
+    the last voter, and removing one of 2 voters, unless ``force=True``. When the member is
+    the leader, leadership is handed to the healthy voter furthest ahead first, so the
+    cluster is not leaderless for an election timeout.
+
+    member
+        The member's ID (hex), name or peer URL.
+    force
+        Remove it even when it is unsafe (default False).
+    timeout
+        Seconds to retry etcd's passing refusals (default 60).
+    connection_args
+        See the module documentation.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.member_remove etcd-3
+        salt h1 etcd_cluster.member_remove 8e9e05c52164694d force=True
+    """
+    client = _connect(connection_args)
+    current = client.members()
+    target = _require_member(current, member)
+    member_health = _member_health(client, current)
+    healthy_ids = {mid for mid, h in member_health.items() if h["healthy"]}
+    refusal = _removal_refusal(current, target["id"], healthy_ids)
+    if refusal and not force:
+        raise CommandExecutionError(refusal + " (force=True removes it anyway)")
+    moved_to = None
+    if not target["is_learner"] and len(_voters(current)) > 1:
+        try:
+            leader_status = _leader_status(client, current)
+        except CommandExecutionError:
+            if not force:
+                raise
+            leader_status = None
+        if leader_status and leader_status["id"] == target["id"]:
+            moved_to = _move_leadership(client, current, leader_status, None, healthy_ids)
+    remaining = client.member_remove(target["id"], deadline=float(timeout))
+    return {
+        "id": target["id"],
+        "name": target["name"],
+        "removed": True,
+        "leader_moved_to": moved_to,
+        "members": remaining,
+    }
+
+
+def _move_leadership(client, current, leader_status, target, healthy_ids):
+    """Hand leadership to ``target`` (or the best healthy voter); the new leader's label."""
+    if target is None:
+        statuses, _ = _member_statuses(client, current)
+        target = _new_leader_candidate(current, leader_status["id"], healthy_ids, statuses)
+        if target is None:
+            raise CommandExecutionError(
+                "no healthy voting member to hand leadership to from {}".format(
+                    _label(_require_member(current, leader_status["id"]))
+                )
+            )
+    client.move_leader(target["id"], leader_status["endpoint"])
+    # etcd answers once the transfer is done; check it with the new leader itself
+    give_up_at = time.monotonic() + 10
+    while client.status(target["client_urls"][0])["leader"] != target["id"]:
+        if time.monotonic() >= give_up_at:
+            raise CommandExecutionError("leadership did not move to {}".format(_label(target)))
+        time.sleep(0.2)
+    return _label(target)
+
+
+def move_leader(member=None, **connection_args):
+    """
+    Hand leadership to ``member`` (default: the healthy voter furthest ahead), as
+    ``etcdctl move-leader`` does. Nothing happens when it leads already (``moved: False``).
+
+    member
+        The new leader's ID (hex), name or peer URL.
+    connection_args
+        See the module documentation.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.move_leader
+        salt h1 etcd_cluster.move_leader etcd-2
+    """
+    client = _connect(connection_args)
+    current = client.members()
+    leader_status = _leader_status(client, current)
+    old = _label(_require_member(current, leader_status["id"]))
+    target = None
+    if member is not None:
+        target = _require_member(current, member)
+        if target["is_learner"] or not target["started"]:
+            raise CommandExecutionError(
+                "{} cannot lead: it is a learner or has never started".format(_label(target))
+            )
+        if target["id"] == leader_status["id"]:
+            return {"old": old, "new": old, "moved": False}
+    healthy_ids = {
+        mid for mid, h in _member_health(client, current).items() if h["healthy"]
+    }
+    new = _move_leadership(client, current, leader_status, target, healthy_ids)
+    return {"old": old, "new": new, "moved": True}
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def put(key, value, **connection_args):
+    """
+    Set ``key`` to ``value`` (``etcdctl put``). Returns True.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.put a 10
+    """
+    _connect(connection_args).put(key, value)
+    return True
+
+
+def get(key, **connection_args):
+    """
+    The value of ``key`` (``etcdctl get``), or None when there is no such key (an
+    unreachable cluster raises, so None means absent).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.get a
+    """
+    return _connect(connection_args).get(key)
+
+
+def delete(key, **connection_args):
+    """
+    Delete ``key`` (``etcdctl del``): the number of keys deleted, 0 or 1.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.delete a
+    """
+    return _connect(connection_args).delete(key)

@@ -51,10 +51,6 @@ TOO_MANY_LEARNERS = "etcdserver: too many learner members in cluster"
 LEARNER_NOT_READY = "etcdserver: can only promote a learner member which is in sync with leader"
 RETRYABLE = (UNHEALTHY_CLUSTER, TOO_MANY_LEARNERS, LEARNER_NOT_READY)
 
-PEER_URLS_EXIST = "etcdserver: Peer URLs already exists"
-MEMBER_NOT_FOUND = "etcdserver: member not found"
-NOT_A_LEARNER = "etcdserver: can only promote a learner member"
-NOT_LEADER = "etcdserver: not leader"
 # Answered by a learner to anything but status and serializable reads: ask another endpoint.
 LEARNER_REFUSAL = "etcdserver: rpc not supported for learner"
 
