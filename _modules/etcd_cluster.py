@@ -96,20 +96,6 @@ def _add_refusal(members, peer_urls, learner):
     return None
 
 
-def _initial_cluster(members, new_member_id, new_member_name):
-    """``initial-cluster`` for a new member: every member, itself included, by peer URL."""
-    parts = []
-    for member in members:
-        name = new_member_name if member["id"] == new_member_id else member["name"]
-        if not name:
-            raise CommandExecutionError(
-                "member {} has never started, so its name is unknown and the new member "
-                "cannot be given the member list: start or remove it".format(_label(member))
-            )
-        parts.extend("{}={}".format(name, url) for url in member["peer_urls"])
-    return ",".join(parts)
-
-
 def _removal_refusal(members, target_id, healthy_ids):
     """
     Why removing member ``target_id`` would break the cluster, or None if it is safe.
@@ -476,6 +462,12 @@ def _peer_url_list(peer_urls):
 
 def _added(client, name, member, added):
     current = client.members()
+    try:
+        initial_cluster = __utils__["etcd_pillar.joining_initial_cluster"](
+            current, name, member["peer_urls"][0]
+        )
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc))
     return {
         "id": member["id"],
         "name": name,
@@ -483,7 +475,7 @@ def _added(client, name, member, added):
         "is_learner": member["is_learner"],
         "started": member["started"],
         "added": added,
-        "initial_cluster": _initial_cluster(current, member["id"], name),
+        "initial_cluster": initial_cluster,
         "initial_cluster_state": "existing",
         "members": current,
     }

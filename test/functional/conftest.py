@@ -1,5 +1,5 @@
 """
-Functional tests: real etcd processes on loopback (see etcd_cluster.py), and the formula's
+Functional tests: real etcd processes on loopback (see local_etcd.py), and the formula's
 Salt modules loaded by Salt's own loader from the checkout, as a minion loads them.
 """
 
@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from etcd_cluster import ETCD_BIN, LocalCluster, etcd_version  # noqa: E402
+from local_etcd import ETCD_BIN, LocalCluster, etcd_version  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
