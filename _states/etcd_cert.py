@@ -288,3 +288,114 @@ def ca_bundle_managed(
         comment="CA bundle from {}: {}".format(ca_server, file_ret.get("comment", "")),
     )
     return ret
+
+
+SIGNING_POLICIES = ("etcd-peer", "etcd-server", "etcd-client")
+
+
+def _ca_files(pki):
+    return pki["ca_dir"] + "/ca.key", pki["ca_dir"] + "/ca.crt"
+
+
+def ca_managed(name, common_name="etcd CA"):
+    """
+    On the CA server: the cluster CA from pillar ``etcd:pki``, published in the mine.
+
+    - ``ca_provided: false``: the CA key (0600) and a self-signed CA certificate are
+      created in ``ca_dir`` when absent, and never touched again (a new CA would make
+      every member distrust the others until all are re-issued and restarted);
+    - ``ca_provided: true``: ``ca_dir/ca.key`` and ``ca_dir/ca.crt`` are yours, only checked.
+
+    Fails when the signing policies members ask for (``etcd-peer``, ``etcd-server``,
+    ``etcd-client``) are missing from this minion's pillar ``x509_signing_policies``.
+
+    name
+        Any name (it is only shown).
+
+    common_name
+        CN of a generated CA certificate. Default ``etcd CA``.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        pki = __utils__["etcd_pillar.pki"](__salt__["config.get"]("etcd", {}))
+        key, cert = _ca_files(pki)
+        policies = __salt__["pillar.get"]("x509_signing_policies", {}) or {}
+        missing = [policy for policy in SIGNING_POLICIES if policy not in policies]
+        if missing:
+            raise CommandExecutionError(
+                "pillar x509_signing_policies of {} lacks {}: members cannot get certificates "
+                "signed (see pillar.example)".format(__opts__["id"], ", ".join(missing))
+            )
+        if pki["ca_provided"]:
+            absent = [path for path in (key, cert) if not __salt__["file.file_exists"](path)]
+            if absent:
+                raise CommandExecutionError(
+                    "ca_provided is true, but {} is missing: put your CA there".format(
+                        " and ".join(absent)
+                    )
+                )
+        else:
+            steps = [
+                (
+                    "directory",
+                    __states__["file.directory"](
+                        name=pki["ca_dir"], user="root", group="root", mode="0700", makedirs=True
+                    ),
+                ),
+                (
+                    "key",
+                    __states__["x509.private_key_managed"](
+                        name=key, algo=pki["key_algo"], keysize=pki["key_size"], mode="0600"
+                    ),
+                ),
+            ]
+            if not __salt__["file.file_exists"](cert):
+                if __opts__["test"] and "created" in steps[-1][1]["changes"]:
+                    steps.append(("certificate", {"result": None, "changes": {"created": cert}}))
+                else:
+                    steps.append(
+                        (
+                            "certificate",
+                            __states__["x509.certificate_managed"](
+                                name=cert,
+                                signing_private_key=key,
+                                CN=common_name,
+                                basicConstraints="critical, CA:true",
+                                keyUsage="critical, cRLSign, keyCertSign",
+                                subjectKeyIdentifier="hash",
+                                authorityKeyIdentifier="keyid:always",
+                                days_valid=pki["ca_days_valid"],
+                                days_remaining=0,
+                                mode="0644",
+                            ),
+                        )
+                    )
+            for what, step in steps:
+                if _failed(step):
+                    raise CommandExecutionError("CA {}: {}".format(what, step.get("comment")))
+                if _fold(step):
+                    ret["changes"][what] = _fold(step)
+        if __opts__["test"] and ret["changes"]:
+            # the certificate is not there yet to be published
+            ret["changes"]["published"] = {"old": False, "new": CA_MINE_FUNCTION}
+        else:
+            published = ca_published(cert)
+            if published["result"] is False:
+                raise CommandExecutionError(published["comment"])
+            if published["changes"]:
+                ret["changes"].update(published["changes"])
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret.update(result=False, comment=str(err), changes={})
+        return ret
+    if not ret["changes"]:
+        ret["comment"] = "The CA in {} is as wanted and published".format(pki["ca_dir"])
+    elif __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = "The CA in {} would be updated: {}".format(
+            pki["ca_dir"], ", ".join(sorted(ret["changes"]))
+        )
+    else:
+        ret["comment"] = "The CA in {} has been updated: {}".format(
+            pki["ca_dir"], ", ".join(sorted(ret["changes"]))
+        )
+    return ret

@@ -143,6 +143,20 @@ def client_urls(cluster, minion_ids=None):
     return [client_url(cluster, m) for m in sorted(wanted, key=lambda m: members[m]["seq"])]
 
 
+def voting_client_urls(cluster, members=None):
+    """
+    Client URLs of the pillar members that vote, by seq: those whose peer URL is a voter's
+    in ``members`` (the real membership, as ``etcd_cluster.members`` lists it). All the
+    pillar members when ``members`` is None (no cluster to ask) or names none of them.
+    A learner serves no client request: clients must not be given it.
+    """
+    if members is None:
+        return client_urls(cluster)
+    voting_peer_urls = {url for m in members if not m["is_learner"] for url in m["peer_urls"]}
+    voting = [m for m in cluster["members"] if peer_url(cluster, m) in voting_peer_urls]
+    return client_urls(cluster, voting) if voting else client_urls(cluster)
+
+
 def initial_cluster_token(cluster):
     """
     A token unique to this cluster's incarnation: the same on every member (they bootstrap
@@ -158,6 +172,13 @@ def initial_cluster_token(cluster):
 
 # Set when a member first starts; etcd ignores them once its data dir holds a member.
 INITIAL_KEYS = ("initial-cluster", "initial-cluster-state", "initial-cluster-token")
+
+
+def initial_settings(config):
+    """The INITIAL_KEYS values of a config file's settings, or None if any is missing."""
+    if not isinstance(config, dict) or not all(key in config for key in INITIAL_KEYS):
+        return None
+    return {key: config[key] for key in INITIAL_KEYS}
 
 
 def joining_initial_cluster(members, member_name, peer_url):
@@ -670,8 +691,17 @@ def member_settings(etcd_pillar, minion_id):
     """
     Everything ``minion_id``'s etcd member is configured from: its cluster's merged settings
     plus its own names and URLs, the cluster's endpoints, PKI settings and file paths.
-    None when the minion is a member of no cluster.
+    None when the minion is a member of no cluster, or when the pillar is too broken to
+    resolve it (a seq that is no number, a member without address...): the SLS files still
+    render then, and ``etcd.assert`` fails naming every problem (``validate``).
     """
+    try:
+        return _member_settings(etcd_pillar, minion_id)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _member_settings(etcd_pillar, minion_id):
     cluster = cluster_of(etcd_pillar, minion_id)
     if cluster is None:
         return None

@@ -5,18 +5,13 @@ The real thing, remote signing included, runs in test/functional/test_etcd_cert.
 """
 
 import contextlib
-import importlib.util
-import pathlib
 from unittest.mock import Mock
 
 import pytest
 import salt.modules.mine
 import salt.states.x509_v2
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-spec = importlib.util.spec_from_file_location("etcd_cert", REPO / "_states" / "etcd_cert.py")
-etcd_cert = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(etcd_cert)
+import etcd_cert
 
 KEY = "/etc/etcd/pki/peer.key"
 CERT = "/etc/etcd/pki/peer.crt"

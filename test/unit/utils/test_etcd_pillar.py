@@ -4,23 +4,14 @@ expected, all at once; a good pillar (pillar.example included) passes clean.
 """
 
 import copy
-import importlib.util
 import pathlib
 
 import pytest
 import yaml
 
+import etcd_pillar
+
 REPO = pathlib.Path(__file__).resolve().parents[3]
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-etcd_pillar = _load("etcd_pillar", REPO / "_utils" / "etcd_pillar.py")
 
 GOOD = {
     "pki": {"ca_server": "master"},
@@ -443,3 +434,18 @@ def test_joining_member_that_was_never_added_is_refused():
 def test_joining_beside_another_never_started_member_is_refused():
     with pytest.raises(ValueError, match="c4 .* was added but never started"):
         etcd_pillar.joining_initial_cluster(MEMBERS, "etcd-1", "https://10.77.0.11:2380")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"clusters": {"etcd": {"members": {"h1": {"seq": "x", "address": "10.77.0.11"}, "h2": {"seq": 2, "address": "10.77.0.12"}}}}},
+        {"clusters": {"etcd": {"members": {"h1": {"seq": 1}}}}},
+        {"clusters": {"etcd": ["h1"]}},
+        {"clusters": "etcd"},
+    ],
+)
+def test_member_settings_of_a_broken_pillar_is_none_not_a_crash(broken):
+    # SLS files render from it before etcd.assert runs: a crash there would hide the report
+    assert etcd_pillar.member_settings(broken, "h1") is None
+    assert errors_of(broken, minion_id="h1")
