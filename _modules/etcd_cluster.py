@@ -487,8 +487,9 @@ def member_add(name, peer_urls, learner=True, timeout=60, **connection_args):
     member has these peer URLs already, that member is returned (``added: False``).
 
     Returns ``id`` (hex), ``name``, ``peer_urls``, ``is_learner``, ``started``, ``added``,
-    and what the new member must be started with: ``initial_cluster`` (every member,
-    itself included) and ``initial_cluster_state`` (``existing``).
+    ``refusals`` (etcd's passing refusals retried), and what the new member must be started
+    with: ``initial_cluster`` (every member, itself included) and ``initial_cluster_state``
+    (``existing``).
 
     Refuses while another member was added but never started, and a second learner.
 
@@ -531,7 +532,9 @@ def member_add(name, peer_urls, learner=True, timeout=60, **connection_args):
         if member is None:
             raise
         return _added(client, name, member, added=False)
-    return _added(client, name, member, added=True)
+    result = _added(client, name, member, added=True)
+    result["refusals"] = list(client.last_retries["refusals"])
+    return result
 
 
 def member_promote(member, timeout=120, **connection_args):
