@@ -35,6 +35,9 @@ CLUSTER_DEFAULTS = {
     "snapshot_count": 10000,
     "incarnation": 1,  # part of initial-cluster-token: bump it to re-create a cluster
     "enable_v2": False,  # only for vip-manager 1.x; etcd 3.6 has no v2 store
+    # kind -> {target, tgt_type, ...}: the minions whose endpoint lists salt-run
+    # etcd.refresh_endpoints keeps to the voting members (etcd/clients/<kind>.sls)
+    "clients": {},
 }
 
 PKI_DEFAULTS = {
@@ -417,6 +420,49 @@ def _validate_members(where, members, errors):
     return addresses
 
 
+# Client kinds (etcd/clients/<kind>.sls) and their keys (defaults: etcd/clients/defaults.yaml).
+CLIENT_KEYS = {
+    "patroni": ("target", "tgt_type", "config", "service", "cacert", "cert", "key"),
+    "vip_manager": ("target", "tgt_type", "version", "config", "service", "cacert", "cert", "key"),
+    "prometheus": ("target", "tgt_type", "targets_file"),
+}
+TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre",
+             "nodegroup", "range", "compound", "ipcidr")
+
+
+def _validate_clients(where, clients, enable_v2, errors):
+    """Check ``clients``: kind -> {target, tgt_type, ...} (see CLIENT_KEYS)."""
+    if not isinstance(clients, dict):
+        errors.append("{}: {!r}: expected a mapping of client kind ({}) -> {{target: ...}}".format(
+            where, clients, ", ".join(sorted(CLIENT_KEYS))))
+        return
+    errors.extend(_unknown_keys(where, clients, tuple(CLIENT_KEYS)))
+    for kind, spec in clients.items():
+        if kind not in CLIENT_KEYS:
+            continue
+        kwhere = "{}:{}".format(where, kind)
+        if not isinstance(spec, dict):
+            errors.append("{}: {!r}: expected {{target: <minions>, tgt_type: glob}}".format(
+                kwhere, spec))
+            continue
+        errors.extend(_unknown_keys(kwhere, spec, CLIENT_KEYS[kind]))
+        if not isinstance(spec.get("target"), str) or not spec.get("target"):
+            errors.append("{}:target: {!r}: expected a target expression naming the {} "
+                          "minions".format(kwhere, spec.get("target"), kind))
+        if spec.get("tgt_type", "glob") not in TGT_TYPES:
+            errors.append("{}:tgt_type: {!r}: expected one of {}".format(
+                kwhere, spec.get("tgt_type"), ", ".join(TGT_TYPES)))
+        if kind == "vip_manager":
+            version = spec.get("version", 1)
+            if version not in (1, 2):
+                errors.append("{}:version: {!r}: expected 1 (vip-manager 1.x, etcd v2 API) "
+                              "or 2 (2.x, v3 API)".format(kwhere, version))
+            elif version == 1 and enable_v2 is not True:
+                errors.append("{}:version: 1: vip-manager 1.x speaks etcd's v2 API only: "
+                              "expected enable_v2: true on the cluster (etcd < 3.6), or "
+                              "version: 2".format(kwhere))
+
+
 def _validate_cluster(name, cluster, etcd_version, errors, warnings):
     """
     Check one cluster's settings; return its port names -> port numbers that are valid.
@@ -479,6 +525,7 @@ def _validate_cluster(name, cluster, etcd_version, errors, warnings):
             )
         )
     _check_abs_path(errors, where + ":data_dir", settings["data_dir"])
+    _validate_clients(where + ":clients", settings["clients"], settings["enable_v2"], errors)
     for key in ("safeguard", "clean", "enable_v2"):
         _check_bool(errors, "{}:{}".format(where, key), settings[key])
     if settings["enable_v2"] is True:
