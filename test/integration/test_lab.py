@@ -1,0 +1,127 @@
+"""The lab itself (test/lab): minions, systemd, the network rule, and a teardown that leaves
+nothing. Only lab addresses are ever contacted; `ip route get` asks the kernel and sends nothing.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
+LAB_RUN = "/run/etcd-formula-lab"
+
+
+def test_every_minion_answers_ping(lab):
+    assert lab.salt("*", "test.ping") == {m: True for m in ["master", *lab.hosts]}
+
+
+def test_hosts_run_systemd_in_nspawn(lab):
+    grains = lab.salt("h*", "grains.item", "init", "virtual")
+    assert grains == {h: {"init": "systemd", "virtual": "systemd-nspawn"} for h in lab.hosts}
+
+
+def test_hosts_booted_and_nothing_packaged_started(lab):
+    for host in lab.hosts:
+        assert lab.exec(host, "systemctl", "is-system-running").stdout.strip() == "running"
+        active = lab.exec(host, "systemctl", "is-active", "etcd", "postgresql", "patroni",
+                          "vip-manager", "prometheus").stdout.split()
+        assert active == ["inactive"] * 5
+
+
+def test_host_reaches_a_port_of_another_host(lab):
+    server = ("import socket; s = socket.create_server(('0.0.0.0', 9999)); "
+              "c, _ = s.accept(); c.sendall(b'hello from h2'); c.close()")
+    client = ("import socket, time\n"
+              "for _ in range(50):\n"
+              "    try:\n"
+              f"        c = socket.create_connection(('{lab.ip('h2')}', 9999), timeout=2); break\n"
+              "    except OSError: time.sleep(0.2)\n"
+              "print(c.recv(100).decode())")
+    listener = subprocess.Popen([LAB, "exec", "h2", "--", "python3", "-c", server])
+    try:
+        res = lab.exec("h1", "python3", "-c", client, timeout=60)
+        assert res.stdout.strip() == "hello from h2", res.stderr
+        assert listener.wait(timeout=10) == 0
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+
+
+@pytest.mark.parametrize("outside", ["8.8.8.8", "10.78.0.5", "10.77.1.5"])
+def test_hosts_route_nothing_outside_the_lab(lab, outside):
+    res = lab.exec("h1", "ip", "route", "get", outside)
+    assert res.returncode != 0
+    assert "Network is unreachable" in res.stderr
+    assert "default" not in lab.exec("h1", "ip", "route", "show").stdout
+
+
+def test_machine_blackholes_the_lab_subnet_beyond_the_bridge(lab):
+    on_bridge = subprocess.run(["ip", "route", "get", "10.77.0.200"], capture_output=True,
+                               text=True)
+    assert "dev etcdlab0" in on_bridge.stdout
+    beyond = subprocess.run(["ip", "route", "get", "10.77.1.200"], capture_output=True,
+                            text=True)
+    assert beyond.returncode != 0, beyond.stdout  # a blackhole route: no way out
+    blackholes = subprocess.run(["ip", "route", "show", "type", "blackhole"],
+                                capture_output=True, text=True).stdout
+    assert "blackhole 10.77.0.0/16" in blackholes
+
+
+def lab_leftovers():
+    """Everything a lab makes on the machine that is still there."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if "etcdlab" in line]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines()
+              if "etcdlab" in line]
+    routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout
+    found += [f"route {line}" for line in routes.splitlines() if "10.77." in line]
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"):
+        if os.path.isdir(f"{root}/etcd-formula-lab"):
+            found.append(f"cgroup {root}/etcd-formula-lab")
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f
+                  if "etcd-formula-lab" in line.split()[4] or "etcdlab" in line.split()[4]]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "etcd-formula-lab" in cmdline or "/run/netns/etcdlab" in cmdline:
+            found.append(f"process {pid} {cmdline[:80]}")
+    found += [f"path {p}" for p in (LAB_RUN, LAB_RUN + ".lock") if os.path.exists(p)]
+    propagate = "/run/systemd/nspawn/propagate"
+    if os.path.isdir(propagate):
+        found += [f"path {propagate}/{h}" for h in os.listdir(propagate) if h.startswith("h")]
+    return found
+
+
+@pytest.mark.lab_teardown
+def test_down_leaves_nothing_and_is_idempotent(lab):
+    lab.down()
+    assert lab_leftovers() == []
+    assert subprocess.run([LAB, "down"]).returncode == 0
+    assert lab_leftovers() == []
+
+
+@pytest.mark.lab_teardown
+def test_down_after_a_crash_leaves_nothing(lab):
+    """A killed lab (launcher, master and minion SIGKILLed) is still taken down whole."""
+    if not lab.owned:
+        pytest.skip("the lab is a developer's: not crashing it")
+    subprocess.run([LAB, "up", "--hosts", "1", "--release", lab.release], check=True)
+    try:
+        with open(f"{LAB_RUN}/state.json") as f:
+            state = json.load(f)
+        for proc in (state["hosts"]["h1"]["nspawn"], state["master"], state["minion"]):
+            os.kill(proc["pid"], signal.SIGKILL)
+        time.sleep(1)
+    finally:
+        subprocess.run([LAB, "down"], check=True)
+    assert lab_leftovers() == []
