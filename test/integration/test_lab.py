@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-LAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(REPO, "test", "lab")
 LAB_RUN = "/run/etcd-formula-lab"
 
 
@@ -70,6 +71,31 @@ def test_machine_blackholes_the_lab_subnet_beyond_the_bridge(lab):
     assert "blackhole 10.77.0.0/16" in blackholes
 
 
+def test_up_refuses_while_a_lab_is_up(lab):
+    res = lab.run("up")
+    assert res.returncode != 0
+    assert "a lab is up" in res.stderr
+    assert lab.salt("*", "test.ping") == {m: True for m in ["master", *lab.hosts]}
+
+
+def test_sync_brings_the_checkouts_extension_modules(lab):
+    res = lab.run("sync")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for kind in ("modules", "states", "utils"):
+        ours = extension_files(kind)
+        on_h1 = lab.exec("h1", "ls", f"/var/cache/salt/minion/extmods/{kind}").stdout.split()
+        assert ours <= set(on_h1), kind
+    runners = extension_files("runners")
+    if runners:  # salt-run saltutil.sync_all: into the master's own cache
+        assert runners <= set(os.listdir(f"{LAB_RUN}/master/var/cache/salt/master/extmods/runners"))
+
+
+def extension_files(kind):
+    """The checkout's _<kind>/*.py file names."""
+    d = os.path.join(REPO, "_" + kind)
+    return {f for f in os.listdir(d) if f.endswith(".py")} if os.path.isdir(d) else set()
+
+
 def lab_leftovers():
     """Everything a lab makes on the machine that is still there."""
     found = []
@@ -124,4 +150,20 @@ def test_down_after_a_crash_leaves_nothing(lab):
         time.sleep(1)
     finally:
         subprocess.run([LAB, "down"], check=True)
+    assert lab_leftovers() == []
+
+
+@pytest.mark.lab_teardown
+def test_up_refuses_a_subnet_that_overlaps_a_route(lab):
+    """A route of the machine into 10.77.0.0/16 (a blackhole here: it sends nothing) stops `up`
+    before it makes anything."""
+    if not lab.owned:
+        pytest.skip("the lab is a developer's")
+    subprocess.run(["ip", "route", "add", "blackhole", "10.77.200.0/24"], check=True)
+    try:
+        res = subprocess.run([LAB, "up", "--hosts", "1"], capture_output=True, text=True)
+    finally:
+        subprocess.run(["ip", "route", "delete", "blackhole", "10.77.200.0/24"], check=True)
+    assert res.returncode != 0
+    assert "overlaps routes of this machine" in res.stderr
     assert lab_leftovers() == []
