@@ -318,10 +318,12 @@ class EtcdClient:
                 self._post(
                     "kv/range", {"key": _b64("health"), "serializable": True}, endpoint=endpoint
                 )
-            alarms = self._post("maintenance/alarm", {"action": "GET"}, endpoint=endpoint)
-            active = sorted({a.get("alarm", "") for a in alarms.get("alarms") or []})
-            if active:
-                error = "Active Alarm(s): " + ", ".join(active)
+            if not is_learner:
+                # alarms are the cluster's: a learner refuses to list them
+                alarms = self._post("maintenance/alarm", {"action": "GET"}, endpoint=endpoint)
+                active = sorted({a.get("alarm", "") for a in alarms.get("alarms") or []})
+                if active:
+                    error = "Active Alarm(s): " + ", ".join(active)
         except EtcdError as exc:
             error = exc.message
         return {

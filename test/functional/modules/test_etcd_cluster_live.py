@@ -113,6 +113,11 @@ def test_add_retries_through_unhealthy_cluster_right_after_a_promote(etcd_cluste
 def test_second_learner_is_refused(etcd_cluster, mod):
     first, added, _ = add_and_start_learner(etcd_cluster, mod)
     wait_started(mod, added["id"])
+    health = mod("health")
+    assert health["learners"] == [first.name]
+    # a running learner is healthy: it serves serializable reads (and no alarm list)
+    assert health["members"][first.name]["healthy"] is True, health["members"][first.name]
+    assert health["quorum"]["voters"] == 3
     second = etcd_cluster.new_member()
     with pytest.raises(CommandExecutionError) as err:
         mod("member_add", second.name, second.peer_url)
