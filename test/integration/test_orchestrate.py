@@ -1,0 +1,254 @@
+"""
+The add_member / remove_member orchestrations on the lab, on one cluster that the tests
+grow and shrink in file order: 1 -> 3 -> 5 -> 3 members, one member at a time, with a
+writer running (through the formula's client, all five endpoints) and a checksum of every
+key before and after; the refusals; an interrupted add re-run.
+
+Needs a lab of 5 hosts with this module's pillar: the module fixture brings one up (and
+down) when none is up; a lab that is up with another pillar is someone else's: it fails.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+LAB = os.path.join(REPO, "test", "lab")
+PILLAR_DIR = os.environ.get("ETCD_ORCH_PILLAR_DIR", "/tmp/etcd-formula-orchestrate-pillar")
+CA_DIR = "/run/etcd-formula-lab/ca"
+ADMIN = {"ca_file": CA_DIR + "/admin/ca.crt", "cert_file": CA_DIR + "/admin/client.crt",
+         "key_file": CA_DIR + "/admin/client.key"}
+HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+ELECTION_TIMEOUT = 1.0  # s, the pillar default
+
+
+def ip(host):
+    return "10.77.0.{}".format(10 + int(host[1:]))
+
+
+def lab(*args, timeout=900):
+    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def salt(*args):
+    res = lab("salt", "--out=json", "--static", *args)
+    try:
+        return json.loads(res.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError("salt {}: {}\n{}".format(args, res.stdout, res.stderr))
+
+
+def write_pillar(members):
+    """The lab's pillar with cluster etcd of ``members``, refreshed on every minion."""
+    write_pillar_file_only(members)
+    salt("*", "saltutil.refresh_pillar", "wait=True")
+
+
+def orchestrate(sls, member, **extra):
+    pillar = json.dumps(dict({"etcd_member": member}, **extra))
+    started = time.monotonic()
+    res = lab("salt-run", "--out=json", "state.orchestrate", sls, "pillar=" + pillar)
+    took = time.monotonic() - started
+    data = json.loads(res.stdout)["data"]
+    steps = next(iter(data.values()))
+    return res.returncode, steps, took
+
+
+def step_errors(steps):
+    return {sid.split("_|-")[1]: (s.get("changes", {}).get("return") or {}).get("Error")
+            or s.get("comment") for sid, s in steps.items() if not s["result"]}
+
+
+def client(endpoints):
+    sys.path.insert(0, os.path.join(REPO, "_utils"))
+    import etcd_client
+
+    return etcd_client.connect(endpoints, timeout=2, **ADMIN)
+
+
+def members():
+    return client([f"https://{ip(h)}:2379" for h in HOSTS]).members()
+
+
+def checksum():
+    """sha256 of every key and value, read with etcdctl (what an admin sees)."""
+    out = subprocess.run(
+        ["etcdctl", "--endpoints=" + ",".join(f"https://{ip(h)}:2379" for h in HOSTS),
+         "--cacert", ADMIN["ca_file"], "--cert", ADMIN["cert_file"], "--key", ADMIN["key_file"],
+         "get", "", "--prefix", "-w", "json"],
+        capture_output=True, text=True, check=True, env={"ETCDCTL_API": "3", "PATH": "/usr/bin"})
+    kvs = json.loads(out.stdout).get("kvs", [])
+    pairs = sorted((kv["key"], kv.get("value", "")) for kv in kvs)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest(), len(pairs)
+
+
+class Writer(threading.Thread):
+    """Puts /writer/<n> in a loop through every endpoint; records when puts failed."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.client = client([f"https://{ip(h)}:2379" for h in HOSTS])
+        self.stopping = threading.Event()
+        self.ok, self.failures, self.written = 0, [], []
+
+    def run(self):
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            try:
+                self.client.put("/writer/{}".format(n), str(n))
+                self.ok += 1
+                self.written.append(n)
+            except Exception as exc:  # noqa: BLE001 - every failure counts
+                self.failures.append((time.monotonic(), str(exc)[:120]))
+            time.sleep(0.02)
+
+    def longest_outage(self):
+        """Seconds of the longest run of consecutive failures (0 when none)."""
+        longest, start, last = 0.0, None, None
+        for when, _ in self.failures:
+            if last is None or when - last > 1.0:
+                start = when
+            last = when
+            longest = max(longest, last - start)
+        return longest
+
+    def stop(self):
+        self.stopping.set()
+        self.join(30)
+
+
+@pytest.fixture(scope="module")
+def orch_lab():
+    if os.geteuid() != 0:
+        pytest.fail("the lab needs root")
+    status = json.loads(lab("status", "--json").stdout)
+    owned = False
+    if status["up"]:
+        if status.get("pillar") != PILLAR_DIR or len(status["hosts"]) < 5:
+            pytest.fail("a lab is up with pillar {} (someone else's): wait for it".format(
+                status.get("pillar")))
+    else:
+        os.makedirs(PILLAR_DIR, exist_ok=True)
+        with open(os.path.join(PILLAR_DIR, "top.sls"), "w") as handle:
+            handle.write("base:\n  '*':\n    - etcd\n  'master':\n    - etcd_ca_policies\n")
+        example = open(os.path.join(REPO, "pillar.example")).read()
+        policies = example[example.index("x509_signing_policies:"):]
+        with open(os.path.join(PILLAR_DIR, "etcd_ca_policies.sls"), "w") as handle:
+            handle.write(policies.replace("/etc/pki/etcd-ca/", CA_DIR + "/"))
+        write_pillar_file_only(["h1"])
+        res = lab("up", "--hosts", "5", "--pillar", PILLAR_DIR)
+        assert res.returncode == 0, res.stderr
+        owned = True
+    try:
+        assert lab("sync").returncode == 0
+        write_pillar(["h1"])
+        for sls in ("etcd.ca", "etcd.admin"):
+            ret = salt("master", "state.apply", sls)
+            assert all(s["result"] for s in ret["master"].values()), ret
+        ret = salt("h1", "state.apply", "-t", "600")
+        bad = [s["comment"] for s in ret["h1"].values() if not s["result"]]
+        assert not bad, bad
+        yield
+    finally:
+        if owned and os.environ.get("ETCD_LAB_KEEP") != "1":
+            lab("down")
+
+
+def write_pillar_file_only(members):
+    lines = ["etcd:", "  pki:", "    ca_server: master", "    ca_dir: " + CA_DIR,
+             "  clusters:", "    etcd:", "      enable_v2: true", "      members:"]
+    lines += ["        {}: {{seq: {}, address: {}}}".format(h, h[1:], ip(h)) for h in members]
+    with open(os.path.join(PILLAR_DIR, "etcd.sls"), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def test_removing_the_last_member_is_refused_and_changes_nothing(orch_lab):
+    before = members()
+    rc, steps, _ = orchestrate("etcd.remove_member", "h1")
+    assert rc != 0
+    assert "etcd-1 is the last voting member" in step_errors(steps)["etcd-remove-member-preflight"]
+    assert members() == before
+
+
+def test_a_host_not_in_pillar_is_refused(orch_lab):
+    rc, steps, _ = orchestrate("etcd.add_member", "h5")
+    assert rc != 0
+    assert "minion h5 is in no cluster of its pillar" in step_errors(steps)[
+        "etcd-add-member-preflight"]
+    assert len(members()) == 1
+
+
+def test_grow_1_to_3_to_5_under_a_writer_loses_nothing(orch_lab):
+    writer = Writer()
+    writer.start()
+    time.sleep(1)
+    took = {}
+    for n, host in enumerate(HOSTS[1:], start=2):
+        write_pillar(HOSTS[:n])
+        rc, steps, took[host] = orchestrate("etcd.add_member", host)
+        assert rc == 0, step_errors(steps)
+        voters = [m for m in members() if not m["is_learner"]]
+        assert len(voters) == n
+    writer.stop()
+    print("add_member wall times:", {h: round(t, 1) for h, t in took.items()})
+    print("writer: {} ok, {} failed, longest outage {:.2f} s".format(
+        writer.ok, len(writer.failures), writer.longest_outage()))
+    assert writer.longest_outage() <= ELECTION_TIMEOUT, writer.failures[:5]
+    kv = client([f"https://{ip(h)}:2379" for h in HOSTS])
+    assert all(kv.get("/writer/{}".format(n)) == str(n) for n in writer.written[-50:])
+    env = lab("exec", "h1", "--", "cat", "/etc/profile.d/etcdctl.sh").stdout
+    assert ",".join(f"https://{ip(h)}:2379" for h in HOSTS) in env
+
+
+def test_shrink_5_to_3_under_a_writer_loses_nothing(orch_lab):
+    sum_before, count_before = checksum()
+    writer = Writer()
+    writer.start()
+    time.sleep(1)
+    for host in ("h5", "h4"):
+        rc, steps, took = orchestrate("etcd.remove_member", host)
+        assert rc == 0, step_errors(steps)
+        assert lab("exec", host, "--", "systemctl", "is-active", "etcd").stdout.strip() != "active"
+        archived = lab("exec", host, "--", "sh", "-c", "ls /var/lib/etcd/").stdout
+        assert "data.removed-" in archived and ".tar.gz" in archived
+    writer.stop()
+    write_pillar(HOSTS[:3])
+    assert sorted(m["name"] for m in members()) == ["etcd-1", "etcd-2", "etcd-3"]
+    print("writer: {} ok, {} failed, longest outage {:.2f} s".format(
+        writer.ok, len(writer.failures), writer.longest_outage()))
+    assert writer.longest_outage() <= ELECTION_TIMEOUT, writer.failures[:5]
+    kv = client([f"https://{ip(h)}:2379" for h in HOSTS[:3]])
+    for n in writer.written:
+        assert kv.get("/writer/{}".format(n)) == str(n)
+    assert count_before > 0 and checksum()[1] >= count_before
+
+
+def test_an_add_interrupted_after_the_learner_add_converges_on_re_run(orch_lab):
+    write_pillar(HOSTS[:4])
+    # the orchestration killed after step 2: a learner that never started
+    lab("salt-run", "etcd.add_learner", "h4")
+    assert [m["is_learner"] for m in members() if not m["started"]] == [True]
+    # a dirty data dir left by h4's removal above is refused, with no change
+    lab("exec", "h4", "--", "sh", "-c", "mkdir -p /var/lib/etcd/data/member && touch /var/lib/etcd/data/member/x")
+    rc, steps, _ = orchestrate("etcd.add_member", "h4")
+    assert rc != 0
+    assert "the data dir is not empty" in step_errors(steps)["etcd-add-member-preflight"]
+    lab("exec", "h4", "--", "rm", "-rf", "/var/lib/etcd/data")
+    # a second learner is refused
+    write_pillar(HOSTS)
+    rc, steps, _ = orchestrate("etcd.add_member", "h5")
+    assert rc != 0
+    assert "another learner is pending" in step_errors(steps)["etcd-add-member-preflight"]
+    # re-run for h4: resumes its learner, never two
+    rc, steps, _ = orchestrate("etcd.add_member", "h4")
+    assert rc == 0, step_errors(steps)
+    assert sum(1 for m in members() if m["is_learner"]) == 0
+    assert len(members()) == 4
