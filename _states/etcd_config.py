@@ -80,8 +80,8 @@ def _running_cluster_members(settings, timeout):
         # a lone member, or no client certificate yet (test mode on a fresh host)
         return None
     try:
-        __salt__["etcd_cluster.leader"](endpoints=others, timeout=timeout)
-        return __salt__["etcd_cluster.members"](endpoints=others, timeout=timeout)
+        __salt__["etcd_cluster.leader"](endpoints=others, request_timeout=timeout)
+        return __salt__["etcd_cluster.members"](endpoints=others, request_timeout=timeout)
     except CommandExecutionError:
         return None
 
@@ -190,7 +190,7 @@ def env_managed(name, source, probe_timeout=2):
         tls = __utils__["etcd_pillar.client_tls_files"]()
         if all(__salt__["file.file_exists"](path) for path in tls.values()):
             try:
-                members = __salt__["etcd_cluster.members"](timeout=probe_timeout)
+                members = __salt__["etcd_cluster.members"](request_timeout=probe_timeout)
             except CommandExecutionError:
                 members = None  # no cluster to ask yet: the pillar members are the voters
         endpoints = __utils__["etcd_pillar.voting_client_urls"](settings, members)

@@ -56,13 +56,13 @@ class World:
             "result": None if changed and etcd_config.__opts__["test"] else True, "comment": "",
         }
 
-    def leader(self, endpoints=None, timeout=None):
+    def leader(self, endpoints=None, request_timeout=None):
         assert "https://10.77.0.11:2379" not in endpoints, "asked itself"
         if self.running is None:
             raise CommandExecutionError("no etcd endpoint answered: connection refused")
         return self.running[0]
 
-    def members(self, endpoints=None, timeout=None):
+    def members(self, endpoints=None, request_timeout=None):
         if self.running is None:
             raise CommandExecutionError("no etcd endpoint answered: connection refused")
         return self.running
