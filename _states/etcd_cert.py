@@ -24,7 +24,26 @@ CA server (``peer`` in the master config) and the policies in the CA server's pi
         - address: 10.77.0.11
 """
 
+import datetime
+import grp
+import ipaddress
+import os
+import pwd
+
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+try:
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    EKU_OIDS = {
+        "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+        "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    }
+except ImportError:  # x509_v2 is then unavailable too: __virtual__ says so
+    pass
 
 __virtualname__ = "etcd_cert"
 
@@ -84,6 +103,90 @@ def _failed(sub_ret):
     )
 
 
+def _wanted_sans(sans):
+    """{("IP", ip) | ("DNS", name)} from a subjectAltName string like "IP:10.0.0.1, DNS:h1"."""
+    wanted = set()
+    for entry in (sans or "").split(","):
+        kind, _, value = entry.strip().partition(":")
+        wanted.add(("IP", ipaddress.ip_address(value)) if kind == "IP" else (kind, value))
+    return wanted - {("", "")}
+
+
+def _owned(path, mode, owner):
+    """Whether ``path`` has ``mode`` and is owned by ``owner`` (user, group); OSError if absent."""
+    stat = os.stat(path)
+    try:
+        uid, gid = pwd.getpwnam(owner[0]).pw_uid, grp.getgrnam(owner[1]).gr_gid
+    except KeyError:
+        return False
+    return (stat.st_mode & 0o7777, stat.st_uid, stat.st_gid) == (mode, uid, gid)
+
+
+def _key_is_current(key, key_algo, key_size, owner):
+    """
+    Whether the private key at ``key`` is as wanted (algorithm, size, mode 0600, owner),
+    judged here; False on any doubt: x509_v2 then looks at it.
+    """
+    try:
+        with open(key, "rb") as handle:
+            private_key = serialization.load_pem_private_key(handle.read(), None)
+        if not _owned(key, 0o600, owner):
+            return False
+    except (OSError, ValueError, TypeError):
+        return False
+    kind = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey}.get(key_algo)
+    return kind is not None and isinstance(private_key, kind) and private_key.key_size == key_size
+
+
+def _certificate_is_current(name, key, ca_file, common_name, sans, usage, days_remaining, owner):
+    """
+    Whether the certificate at ``name`` is as wanted, judged here without asking the CA
+    server: for ``key``, issued by a CA in ``ca_file``, more than ``days_remaining`` days
+    left, the wanted CN, SANs and usages, mode 0644, owned by ``owner`` (user, group).
+    False on any doubt: x509_v2 then compares it with the CA server's signing policy.
+    """
+    try:
+        with open(name, "rb") as handle:
+            cert = cx509.load_pem_x509_certificate(handle.read())
+        with open(key, "rb") as handle:
+            private_key = serialization.load_pem_private_key(handle.read(), None)
+        with open(ca_file, "rb") as handle:
+            cas = cx509.load_pem_x509_certificates(handle.read())
+        if not _owned(name, 0o644, owner):
+            return False
+        eku = set(cert.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value)
+        if sans:
+            san = cert.extensions.get_extension_for_class(cx509.SubjectAlternativeName).value
+            have_sans = {("IP", ip) for ip in san.get_values_for_type(cx509.IPAddress)}
+            have_sans |= {("DNS", dns) for dns in san.get_values_for_type(cx509.DNSName)}
+        else:
+            have_sans = set()
+    except (OSError, ValueError, cx509.ExtensionNotFound):
+        return False
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+
+    def issued_by(ca):
+        try:
+            cert.verify_directly_issued_by(ca)
+            return True
+        except Exception:  # pylint: disable=broad-except
+            # InvalidSignature, or another CA's key type: not issued by this one
+            return False
+
+    renew_at = cert.not_valid_after_utc - datetime.timedelta(days=days_remaining)
+    return (
+        datetime.datetime.now(datetime.timezone.utc) < renew_at
+        and cert.public_key().public_bytes(encoding, public)
+        == private_key.public_key().public_bytes(encoding, public)
+        and any(issued_by(ca) for ca in cas)
+        and [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        == [common_name]
+        and have_sans == _wanted_sans(sans)
+        and eku == {EKU_OIDS[u.strip()] for u in EXTENDED_KEY_USAGES[usage].split(",")}
+    )
+
+
 def managed(
     name,
     key,
@@ -98,6 +201,7 @@ def managed(
     key_size=256,
     user="root",
     group="root",
+    ca_file=None,
 ):
     """
     Ensure a member's private key exists (generated here, mode 0600) and its certificate
@@ -137,6 +241,13 @@ def managed(
 
     user, group
         Owner of both files. Default root.
+
+    ca_file
+        The CA bundle the certificate must be issued by. When given, a key and certificate
+        found as wanted here (algorithm and size; key, issuer, validity, CN, SANs, usages;
+        owner, mode) are left alone without asking the CA server: a no-change run makes no
+        round trip through the master. Anything else is left to x509_v2, which compares
+        the certificate with the signing policy.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     try:
@@ -144,28 +255,34 @@ def managed(
             raise SaltInvocationError(
                 "usage {!r}: expected one of {}".format(usage, ", ".join(EXTENDED_KEY_USAGES))
             )
-        key_ret = __states__["x509.private_key_managed"](
-            name=key, algo=key_algo, keysize=key_size, user=user, group=group, mode="0600"
-        )
-        if _failed(key_ret):
-            raise CommandExecutionError("private key {}: {}".format(key, key_ret["comment"]))
-        key_changes = _fold(key_ret)
+        key_changes = {}
+        if not (ca_file and _key_is_current(key, key_algo, key_size, (user, group))):
+            key_ret = __states__["x509.private_key_managed"](
+                name=key, algo=key_algo, keysize=key_size, user=user, group=group, mode="0600"
+            )
+            if _failed(key_ret):
+                raise CommandExecutionError("private key {}: {}".format(key, key_ret["comment"]))
+            key_changes = _fold(key_ret)
         if key_changes:
             ret["changes"]["key"] = key_changes
 
+        common_name = common_name or __opts__["id"]
+        sans = subject_alt_names(usage, address, __opts__["id"], __grains__.get("host"))
         if __opts__["test"] and "created" in key_changes:
             # no key yet to check a certificate against: it would be issued for the new key
             ret["changes"]["certificate"] = {"created": name}
+        elif not key_changes and ca_file and _certificate_is_current(
+            name, key, ca_file, common_name, sans, usage, days_remaining, (user, group)
+        ):
+            pass
         else:
             cert_ret = __states__["x509.certificate_managed"](
                 name=name,
                 ca_server=ca_server,
                 signing_policy=signing_policy,
                 private_key=key,
-                CN=common_name or __opts__["id"],
-                subjectAltName=subject_alt_names(
-                    usage, address, __opts__["id"], __grains__.get("host")
-                ),
+                CN=common_name,
+                subjectAltName=sans,
                 basicConstraints="critical, CA:false",
                 keyUsage="critical, digitalSignature, keyEncipherment",
                 extendedKeyUsage=EXTENDED_KEY_USAGES[usage],

@@ -28,7 +28,7 @@ __virtualname__ = "etcd_service"
 
 # The lock key is <etcd_client.LOCK_PREFIX>restart/<cluster>.
 LOCK_NAME = "restart/{}"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 
 
 def __virtual__():

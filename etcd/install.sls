@@ -17,10 +17,12 @@ etcd-packages-installed:
 
 # The package's own unit may start a default etcd (on localhost:2379) and is enabled:
 # stop and disable it, only until our unit (etcd/service.sls) takes its name.
+{%- if not salt['file.file_exists'](etcd.service.unit_file) %}
+
 etcd-packaged-service-dead:
   service.dead:
     - name: {{ etcd.service.packaged_name }}
     - enable: False
-    - unless: test -e {{ etcd.service.unit_file }}
     - require:
       - pkg: etcd-packages-installed
+{%- endif %}

@@ -42,6 +42,7 @@ etcd-pki-{{ usage }}-cert-managed:
     - key_size: {{ pki.key_size }}
     - user: {{ owner }}
     - group: {{ etcd.group if owner != 'root' else 'root' }}
+    - ca_file: {{ member.paths.ca_file }}
     - require:
       - etcd_cert: etcd-pki-ca-bundle-managed
 {%- endfor %}

@@ -94,7 +94,7 @@ class Minion:
         args = dict(
             name=os.path.join(self.pki, "peer.crt"), key=os.path.join(self.pki, "peer.key"),
             usage="peer", ca_server=MINION, signing_policy="etcd-peer", common_name="etcd-1",
-            address="10.77.0.11",
+            address="10.77.0.11", ca_file=os.path.join(self.ca_dir, "ca.crt"),
         )
         args.update(kwargs)
         return self.state("etcd_cert.managed", test=test, **args)

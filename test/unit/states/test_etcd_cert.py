@@ -5,11 +5,18 @@ The real thing, remote signing included, runs in test/functional/test_etcd_cert.
 """
 
 import contextlib
+import datetime
+import grp
+import ipaddress
+import os
+import pwd
 from unittest.mock import Mock
 
 import pytest
 import salt.modules.mine
 import salt.states.x509_v2
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import etcd_cert
 
@@ -238,3 +245,111 @@ def test_ca_published_without_a_ca_file_fails(mine_send):
     ret = etcd_cert.ca_published("/etc/pki/etcd-ca/missing.crt")
     assert ret["result"] is False and "no CA certificate at" in ret["comment"]
     mine_send.assert_not_called()
+
+
+# -- a certificate judged current here skips the CA server ----------------------------------------
+
+
+def _issue(ca_key, ca_name, key, cn, sans, eku, days):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+@pytest.fixture
+def pki(tmp_path):
+    """A CA bundle, a member key and a writer of certificates for it, in tmp_path."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "etcd CA")])
+    ca = _issue(ca_key, ca_name, ca_key, "etcd CA", None, [ExtendedKeyUsageOID.SERVER_AUTH], 3650)
+    (tmp_path / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "peer.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                          serialization.NoEncryption())
+    )
+    (tmp_path / "peer.key").chmod(0o600)
+    wanted_sans = [
+        x509.IPAddress(ipaddress.ip_address("10.77.0.11")), x509.DNSName("h1"),
+        x509.DNSName("h1-host"), x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+
+    def write(cn="etcd-1", sans=wanted_sans, eku=both, days=825, signer=ca_key, mode=0o644):
+        cert = _issue(signer, ca_name, key, cn, sans, eku, days)
+        path = tmp_path / "peer.crt"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        path.chmod(mode)
+        return cert
+
+    return {"dir": tmp_path, "write": write}
+
+
+def current_peer(pki):
+    me = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    return peer(
+        name=str(pki["dir"] / "peer.crt"), key=str(pki["dir"] / "peer.key"),
+        ca_file=str(pki["dir"] / "ca.crt"), user=me[0], group=me[1],
+    )
+
+
+def test_key_and_certificate_found_as_wanted_are_not_sent_to_x509(pki, key_managed, certificate_managed):
+    pki["write"]()
+    ret = current_peer(pki)
+    assert ret["result"] is True and ret["changes"] == {}
+    key_managed.assert_not_called()
+    certificate_managed.assert_not_called()
+
+
+@pytest.mark.parametrize("why", ["mode", "algorithm"])
+def test_key_with_any_difference_goes_to_x509(pki, key_managed, why):
+    pki["write"]()
+    if why == "mode":
+        (pki["dir"] / "peer.key").chmod(0o640)
+    else:
+        (pki["dir"] / "peer.key").write_bytes(
+            rsa.generate_private_key(65537, 2048).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+        )
+    current_peer(pki)
+    key_managed.assert_called_once()
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["expiring", "other_address", "other_cn", "client_only", "other_ca", "mode"],
+)
+def test_certificate_with_any_difference_goes_to_x509(pki, certificate_managed, why):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    changes = {
+        "expiring": dict(days=20),
+        "other_address": dict(sans=[x509.IPAddress(ipaddress.ip_address("10.77.0.99"))]),
+        "other_cn": dict(cn="etcd-9"),
+        "client_only": dict(eku=[ExtendedKeyUsageOID.CLIENT_AUTH]),
+        "other_ca": dict(signer=ec.generate_private_key(ec.SECP256R1())),
+        "mode": dict(mode=0o600),
+    }[why]
+    pki["write"](**changes)
+    current_peer(pki)
+    certificate_managed.assert_called_once()
