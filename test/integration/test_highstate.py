@@ -162,8 +162,9 @@ def rejections(lab, host, since):
     while not found and time.monotonic() < deadline:
         log = lab.exec(host, "journalctl", "-u", "etcd", "-o", "cat", "--no-pager",
                        "--since", "@{}".format(int(since))).stdout
+        # "rejected connection" (3.4), "rejected connection on client endpoint" (3.5)
         found = [json.loads(line).get("error", "") for line in log.splitlines()
-                 if '"rejected connection"' in line]
+                 if '"msg":"rejected connection' in line]
         time.sleep(0.2)
     return found
 
