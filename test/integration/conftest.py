@@ -20,7 +20,7 @@ class Lab:
     """A running lab, driven through test/lab (so tests see what a developer sees)."""
 
     def __init__(self, owned):
-        self.owned = owned  # brought up by this session: it may take it down
+        self.owned = owned  # this session brought it up and may take it down
         status = self.status()
         self.release = status["release"]
         self.hosts = sorted(status["hosts"], key=lambda h: int(h[1:]))
@@ -67,7 +67,7 @@ class Lab:
 
     def down(self):
         if not self.owned:
-            pytest.skip("the lab is a developer's: not taking it down")
+            pytest.skip("the lab is a developer's, or ETCD_LAB_KEEP=1: not taking it down")
         self.run("down", check=True)
 
 
@@ -96,10 +96,11 @@ def lab():
         return
     if status["leftovers"]:  # a crashed run's
         subprocess.run([LAB, "down"], check=True)
+    keep = os.environ.get("ETCD_LAB_KEEP") == "1"
     try:
         subprocess.run([LAB, "up", "--hosts", str(HOSTS), "--release", release or "bookworm"],
                        check=True)
-        yield Lab(owned=True)
+        yield Lab(owned=not keep)
     finally:
-        if os.environ.get("ETCD_LAB_KEEP") != "1":
+        if not keep:
             subprocess.run([LAB, "down"], check=True)
