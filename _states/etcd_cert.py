@@ -6,10 +6,18 @@ An etcd member's TLS files, on Salt's x509_v2 remote signing.
   ``client`` usage), renewed when fewer than ``days_remaining`` days remain.
 - ``ca_published``: on the CA server, its CA certificate published in the Salt mine.
 - ``ca_bundle_managed``: on a member, the CA certificate file written from the mine.
+- ``ca_managed``: on the CA server, the CA itself (created once, or yours).
 
 Remote signing needs the master to let minions call ``x509.sign_remote_certificate`` on the
 CA server (``peer`` in the master config) and the policies in the CA server's pillar
 ``x509_signing_policies`` (see pillar.example).
+
+``managed`` judges the key and certificate itself and calls x509_v2's execution functions
+(``x509.create_private_key``, ``x509.create_certificate``) only to make new ones, then
+writes with ``file.managed``. x509_v2's own states write through ``state.single``, which in
+a minion job compiles the pillar again from the master for every file (seconds per
+certificate) and, on Salt 3008, can fail under concurrency ("dictionary keys changed during
+iteration" in Tornado's IOLoop registry).
 
 .. code-block:: yaml
 
@@ -22,13 +30,11 @@ CA server (``peer`` in the master config) and the policies in the CA server's pi
         - signing_policy: etcd-peer
         - common_name: etcd-1
         - address: 10.77.0.11
+        - ca_file: /etc/etcd/pki/ca.crt
 """
 
 import datetime
-import grp
 import ipaddress
-import os
-import pwd
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
@@ -42,6 +48,7 @@ try:
         "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
         "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
     }
+    KEY_TYPES = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey}
 except ImportError:  # x509_v2 is then unavailable too: __virtual__ says so
     pass
 
@@ -63,12 +70,12 @@ CA_MINE_FUNCTION = "etcd_ca_cert"
 
 
 def __virtual__():
-    if "x509.certificate_managed" not in __states__:
-        return (False, "etcd_cert needs Salt's x509_v2 states (and the cryptography package)")
+    if "x509.create_certificate" not in __salt__:
+        return (False, "etcd_cert needs Salt's x509_v2 module (and the cryptography package)")
     return __virtualname__
 
 
-def subject_alt_names(usage, address, minion_id, hostname):
+def _subject_alt_names(usage, address, minion_id, hostname):
     """
     The subjectAltName of a certificate for ``usage``: the member's address and names,
     and loopback (the member listens on 127.0.0.1 too). None for client certificates.
@@ -103,6 +110,24 @@ def _failed(sub_ret):
     )
 
 
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _load_key(text, key_algo, key_size):
+    """The private key in PEM ``text`` if it is of ``key_algo`` and ``key_size``, else None."""
+    try:
+        key = serialization.load_pem_private_key(text.encode(), None)
+    except (AttributeError, ValueError, TypeError):
+        return None
+    kind = KEY_TYPES.get(key_algo)
+    return key if kind and isinstance(key, kind) and key.key_size == key_size else None
+
+
 def _wanted_sans(sans):
     """{("IP", ip) | ("DNS", name)} from a subjectAltName string like "IP:10.0.0.1, DNS:h1"."""
     wanted = set()
@@ -112,79 +137,75 @@ def _wanted_sans(sans):
     return wanted - {("", "")}
 
 
-def _owned(path, mode, owner):
-    """Whether ``path`` has ``mode`` and is owned by ``owner`` (user, group); OSError if absent."""
-    stat = os.stat(path)
+def _extension(cert, kind):
     try:
-        uid, gid = pwd.getpwnam(owner[0]).pw_uid, grp.getgrnam(owner[1]).gr_gid
-    except KeyError:
-        return False
-    return (stat.st_mode & 0o7777, stat.st_uid, stat.st_gid) == (mode, uid, gid)
+        return cert.extensions.get_extension_for_class(kind).value
+    except cx509.ExtensionNotFound:
+        return None
 
 
-def _key_is_current(key, key_algo, key_size, owner):
+def _certificate_problems(text, private_key, ca_pem, common_name, sans, usage, days_remaining):
     """
-    Whether the private key at ``key`` is as wanted (algorithm, size, mode 0600, owner),
-    judged here; False on any doubt: x509_v2 then looks at it.
+    Why the certificate in PEM ``text`` is not what an etcd member needs: not for
+    ``private_key``, not issued by a CA of the bundle ``ca_pem``, fewer than
+    ``days_remaining`` days left, another CN, other SANs or usages. [] when it is.
     """
+    if not text:
+        return ["no certificate yet"]
     try:
-        with open(key, "rb") as handle:
-            private_key = serialization.load_pem_private_key(handle.read(), None)
-        if not _owned(key, 0o600, owner):
-            return False
-    except (OSError, ValueError, TypeError):
-        return False
-    kind = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey}.get(key_algo)
-    return kind is not None and isinstance(private_key, kind) and private_key.key_size == key_size
-
-
-def _certificate_is_current(name, key, ca_file, common_name, sans, usage, days_remaining, owner):
-    """
-    Whether the certificate at ``name`` is as wanted, judged here without asking the CA
-    server: for ``key``, issued by a CA in ``ca_file``, more than ``days_remaining`` days
-    left, the wanted CN, SANs and usages, mode 0644, owned by ``owner`` (user, group).
-    False on any doubt: x509_v2 then compares it with the CA server's signing policy.
-    """
+        cert = cx509.load_pem_x509_certificate(text.encode())
+    except ValueError:
+        return ["not a PEM certificate"]
+    problems = []
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private_key is None or cert.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
+        problems.append("not for the private key")
     try:
-        with open(name, "rb") as handle:
-            cert = cx509.load_pem_x509_certificate(handle.read())
-        with open(key, "rb") as handle:
-            private_key = serialization.load_pem_private_key(handle.read(), None)
-        with open(ca_file, "rb") as handle:
-            cas = cx509.load_pem_x509_certificates(handle.read())
-        if not _owned(name, 0o644, owner):
-            return False
-        eku = set(cert.extensions.get_extension_for_class(cx509.ExtendedKeyUsage).value)
-        if sans:
-            san = cert.extensions.get_extension_for_class(cx509.SubjectAlternativeName).value
-            have_sans = {("IP", ip) for ip in san.get_values_for_type(cx509.IPAddress)}
-            have_sans |= {("DNS", dns) for dns in san.get_values_for_type(cx509.DNSName)}
-        else:
-            have_sans = set()
-    except (OSError, ValueError, cx509.ExtensionNotFound):
-        return False
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    encoding = serialization.Encoding.DER
-
-    def issued_by(ca):
-        try:
-            cert.verify_directly_issued_by(ca)
-            return True
-        except Exception:  # pylint: disable=broad-except
-            # InvalidSignature, or another CA's key type: not issued by this one
-            return False
-
+        cas = cx509.load_pem_x509_certificates((ca_pem or "").encode())
+    except ValueError:
+        cas = []
+    if not any(_issued_by(cert, ca) for ca in cas):
+        problems.append("not issued by the cluster CA")
     renew_at = cert.not_valid_after_utc - datetime.timedelta(days=days_remaining)
-    return (
-        datetime.datetime.now(datetime.timezone.utc) < renew_at
-        and cert.public_key().public_bytes(encoding, public)
-        == private_key.public_key().public_bytes(encoding, public)
-        and any(issued_by(ca) for ca in cas)
-        and [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-        == [common_name]
-        and have_sans == _wanted_sans(sans)
-        and eku == {EKU_OIDS[u.strip()] for u in EXTENDED_KEY_USAGES[usage].split(",")}
+    if datetime.datetime.now(datetime.timezone.utc) >= renew_at:
+        problems.append(
+            "expires {:%Y-%m-%d}: fewer than {} days left".format(cert.not_valid_after_utc, days_remaining)
+        )
+    have_cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if have_cn != [common_name]:
+        problems.append("CN {} instead of {}".format(",".join(have_cn) or "none", common_name))
+    san = _extension(cert, cx509.SubjectAlternativeName)
+    have_sans = set()
+    if san is not None:
+        have_sans = {("IP", ip) for ip in san.get_values_for_type(cx509.IPAddress)}
+        have_sans |= {("DNS", dns) for dns in san.get_values_for_type(cx509.DNSName)}
+    if have_sans != _wanted_sans(sans):
+        problems.append("SANs differ from: {}".format(sans or "none"))
+    eku = _extension(cert, cx509.ExtendedKeyUsage)
+    wanted_eku = {EKU_OIDS[u.strip()] for u in EXTENDED_KEY_USAGES[usage].split(",")}
+    if set(eku or ()) != wanted_eku:
+        problems.append("usages differ from: {}".format(EXTENDED_KEY_USAGES[usage]))
+    return problems
+
+
+def _issued_by(cert, ca):
+    try:
+        cert.verify_directly_issued_by(ca)
+        return True
+    except Exception:  # pylint: disable=broad-except
+        # InvalidSignature, another issuer name, or another CA's key type
+        return False
+
+
+def _write(name, contents, user, group, mode, secret=False):
+    """file.managed of ``contents`` (a key's text never goes into the changes)."""
+    file_ret = __states__["file.managed"](
+        name=name, contents=contents, user=user, group=group, mode=mode,
+        show_changes=not secret,
     )
+    if file_ret["result"] is False:
+        raise CommandExecutionError("{}: {}".format(name, file_ret["comment"]))
+    return file_ret.get("changes") or {}
 
 
 def managed(
@@ -193,6 +214,7 @@ def managed(
     usage,
     ca_server,
     signing_policy,
+    ca_file,
     common_name=None,
     address=None,
     days_valid=825,
@@ -201,17 +223,18 @@ def managed(
     key_size=256,
     user="root",
     group="root",
-    ca_file=None,
 ):
     """
     Ensure a member's private key exists (generated here, mode 0600) and its certificate
-    is signed by the CA server for ``usage``.
+    (mode 0644) is for that key, signed by the CA server for ``usage``, with more than
+    ``days_remaining`` days left; otherwise make a key and ask the CA server to sign.
 
     name
-        Path of the certificate (mode 0644).
+        Path of the certificate.
 
     key
-        Path of the private key. Generated on this minion if absent; kept on renewal.
+        Path of the private key. Generated on this minion if absent (or of another
+        algorithm or size); kept on renewal.
 
     usage
         ``peer`` (serverAuth + clientAuth, SANs), ``server`` (the client port: SANs) or
@@ -223,6 +246,9 @@ def managed(
     signing_policy
         Name of the CA server's signing policy for this usage (``etcd-peer`` ...).
 
+    ca_file
+        The cluster's CA bundle: a certificate issued by another CA is re-issued.
+
     common_name
         Subject CN. Default: this minion's ID.
 
@@ -231,7 +257,7 @@ def managed(
         ``localhost`` and ``127.0.0.1``.
 
     days_valid
-        Validity of a new certificate (the signing policy may fix it). Default 825.
+        Validity asked for a new certificate (the signing policy may fix it). Default 825.
 
     days_remaining
         Renew the certificate when fewer days than this remain. Default 30.
@@ -241,81 +267,76 @@ def managed(
 
     user, group
         Owner of both files. Default root.
-
-    ca_file
-        The CA bundle the certificate must be issued by. When given, a key and certificate
-        found as wanted here (algorithm and size; key, issuer, validity, CN, SANs, usages;
-        owner, mode) are left alone without asking the CA server: a no-change run makes no
-        round trip through the master. Anything else is left to x509_v2, which compares
-        the certificate with the signing policy.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    test = __opts__["test"]
     try:
         if usage not in EXTENDED_KEY_USAGES:
             raise SaltInvocationError(
                 "usage {!r}: expected one of {}".format(usage, ", ".join(EXTENDED_KEY_USAGES))
             )
-        key_changes = {}
-        if not (ca_file and _key_is_current(key, key_algo, key_size, (user, group))):
-            key_ret = __states__["x509.private_key_managed"](
-                name=key, algo=key_algo, keysize=key_size, user=user, group=group, mode="0600"
-            )
-            if _failed(key_ret):
-                raise CommandExecutionError("private key {}: {}".format(key, key_ret["comment"]))
-            key_changes = _fold(key_ret)
-        if key_changes:
-            ret["changes"]["key"] = key_changes
-
         common_name = common_name or __opts__["id"]
-        sans = subject_alt_names(usage, address, __opts__["id"], __grains__.get("host"))
-        if __opts__["test"] and "created" in key_changes:
-            # no key yet to check a certificate against: it would be issued for the new key
-            ret["changes"]["certificate"] = {"created": name}
-        elif not key_changes and ca_file and _certificate_is_current(
-            name, key, ca_file, common_name, sans, usage, days_remaining, (user, group)
-        ):
-            pass
-        else:
-            cert_ret = __states__["x509.certificate_managed"](
-                name=name,
-                ca_server=ca_server,
-                signing_policy=signing_policy,
-                private_key=key,
-                CN=common_name,
-                subjectAltName=sans,
-                basicConstraints="critical, CA:false",
-                keyUsage="critical, digitalSignature, keyEncipherment",
-                extendedKeyUsage=EXTENDED_KEY_USAGES[usage],
-                days_valid=days_valid,
-                days_remaining=days_remaining,
-                user=user,
-                group=group,
-                mode="0644",
-            )
-            if _failed(cert_ret):
-                raise CommandExecutionError(
-                    "certificate {}: {}".format(name, cert_ret["comment"])
+        sans = _subject_alt_names(usage, address, __opts__["id"], __grains__.get("host"))
+
+        key_text = _read(key)
+        private_key = _load_key(key_text, key_algo, key_size)
+        if private_key is None:
+            ret["changes"]["key"] = {"created" if key_text is None else "replaced": key}
+            if not test:
+                key_text = __salt__["x509.create_private_key"](algo=key_algo, keysize=key_size)
+                private_key = _load_key(key_text, key_algo, key_size)
+        if not test or "key" not in ret["changes"]:
+            # a kept key's owner and mode are checked (in test mode too: nothing is written)
+            file_changes = _write(key, key_text, user, group, "0600", secret=True)
+            if file_changes and "key" not in ret["changes"]:
+                ret["changes"]["key"] = file_changes
+
+        cert_text = _read(name)
+        ca_pem = _read(ca_file)
+        problems = _certificate_problems(
+            cert_text, private_key, ca_pem, common_name, sans, usage, days_remaining
+        )
+        if problems:
+            ret["changes"]["certificate"] = {"issued": name, "because": problems}
+            if not test:
+                cert_text = __salt__["x509.create_certificate"](
+                    ca_server=ca_server,
+                    signing_policy=signing_policy,
+                    private_key=key,
+                    CN=common_name,
+                    subjectAltName=sans,
+                    basicConstraints="critical, CA:false",
+                    keyUsage="critical, digitalSignature, keyEncipherment",
+                    extendedKeyUsage=EXTENDED_KEY_USAGES[usage],
+                    days_valid=days_valid,
                 )
-            cert_changes = _fold(cert_ret)
-            if cert_changes:
-                ret["changes"]["certificate"] = cert_changes
+                still = _certificate_problems(
+                    cert_text, private_key, ca_pem, common_name, sans, usage, days_remaining
+                )
+                if still:
+                    # writing it would mean a new request on every run: say what to fix
+                    raise CommandExecutionError(
+                        "the CA server {} signed under policy {} a certificate an etcd member "
+                        "cannot use ({}): fix that signing policy".format(
+                            ca_server, signing_policy, "; ".join(still)
+                        )
+                    )
+        if not test or "certificate" not in ret["changes"]:
+            file_changes = _write(name, cert_text, user, group, "0644")
+            if file_changes and "certificate" not in ret["changes"]:
+                ret["changes"]["certificate"] = file_changes
     except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        ret["changes"] = {}
+        ret.update(result=False, comment=str(err), changes={})
         return ret
 
+    what = "The {} key {} and certificate {}".format(usage, key, name)
     if not ret["changes"]:
-        ret["comment"] = "The {} key {} and certificate {} are as wanted".format(usage, key, name)
-    elif __opts__["test"]:
+        ret["comment"] = what + " are as wanted"
+    elif test:
         ret["result"] = None
-        ret["comment"] = "The {} key {} and certificate {} would be updated: {}".format(
-            usage, key, name, ", ".join(sorted(ret["changes"]))
-        )
+        ret["comment"] = "{} would be updated: {}".format(what, ", ".join(sorted(ret["changes"])))
     else:
-        ret["comment"] = "The {} key {} and certificate {} have been updated: {}".format(
-            usage, key, name, ", ".join(sorted(ret["changes"]))
-        )
+        ret["comment"] = "{} have been updated: {}".format(what, ", ".join(sorted(ret["changes"])))
     return ret
 
 
@@ -392,8 +413,16 @@ def ca_bundle_managed(
                 "the CA server {} has published no CA certificate in the mine ({}): "
                 "apply etcd.ca on it first".format(ca_server, mine_function)
             )
-        file_ret = __states__["x509.pem_managed"](
-            name=name, text=text, user=user, group=group, mode=mode
+        try:
+            cx509.load_pem_x509_certificates(text.encode())
+        except ValueError as err:
+            raise CommandExecutionError(
+                "the CA server {} published no PEM certificate as {}: {}".format(
+                    ca_server, mine_function, err
+                )
+            ) from err
+        file_ret = __states__["file.managed"](
+            name=name, contents=text, user=user, group=group, mode=mode
         )
     except (CommandExecutionError, SaltInvocationError) as err:
         ret["result"] = False

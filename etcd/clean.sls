@@ -12,12 +12,14 @@
 {%- if not member %}
 etcd-clean-refused:
   test.fail_without_changes:
-    - name: minion {{ grains.id }} is in no cluster of pillar etcd:clusters, so its paths are unknown
+    - name: etcd member {{ grains.id }}
+    - comment: minion {{ grains.id }} is in no cluster of pillar etcd:clusters, so its paths are unknown
     - failhard: True
 {%- elif running and (member.safeguard or not member.clean) %}
 etcd-clean-refused:
   test.fail_without_changes:
-    - name: >-
+    - name: etcd member {{ member.member_name }}
+    - comment: >-
         etcd member {{ member.member_name }} is running and cluster {{ member.name }} has
         safeguard: {{ member.safeguard | lower }}, clean: {{ member.clean | lower }}: a
         running member is purged only with safeguard false and clean true

@@ -114,6 +114,7 @@ def built(lab):
     started = time.monotonic()
     result = apply(lab)
     highstate_done = time.monotonic()
+    assert not failed(result), failed(result)
     wait_healthy(lab)
     record("highstate_to_healthy_s", time.monotonic() - started)
     record("highstate_s", highstate_done - started)
@@ -214,6 +215,20 @@ def test_etcdctl_env_works_for_root_on_every_member(lab, built):
     env = lab.exec("h1", "cat", "/etc/profile.d/etcdctl.sh").stdout
     endpoints = ",".join("https://{}:2379".format(lab.ip(h)) for h in MEMBERS)
     assert "export ETCDCTL_ENDPOINTS={}\n".format(endpoints) in env
+
+
+@pytest.mark.parametrize(
+    "settings, why",
+    [({}, "safeguard: false, clean: false"), ({"safeguard": True, "clean": True}, "safeguard: true, clean: true")],
+)
+def test_clean_refuses_to_purge_a_running_member_unless_allowed(lab, built, settings, why):
+    pids = etcd_pids(lab)
+    override = json.dumps({"etcd": {"clusters": {"etcd": settings}}})
+    result = lab.salt("h1", "state.apply", "etcd.clean", "pillar=" + override)["h1"]
+    assert [r["result"] for r in result.values()] == [False], result
+    assert why in next(iter(result.values()))["comment"]
+    assert lab.exec("h1", "test", "-e", CONFIG).returncode == 0
+    assert etcd_pids(lab) == pids
 
 
 def test_reapply_changes_nothing_and_restarts_nothing(lab, built):

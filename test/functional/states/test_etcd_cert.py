@@ -45,7 +45,6 @@ class Minion:
             {"basicConstraints": "critical, CA:false"},
             {"keyUsage": "critical, digitalSignature, keyEncipherment"},
             {"extendedKeyUsage": eku},
-            {"days_valid": 60},
         ]
         pillar = {
             "etcd": {"pki": {"ca_server": MINION, "ca_dir": self.ca_dir}},
@@ -162,15 +161,16 @@ def test_second_run_changes_nothing(minion):
 
 
 def test_certificate_is_renewed_when_fewer_days_than_wanted_remain(minion):
-    minion.peer()
-    with open(os.path.join(minion.pki, "peer.key")) as handle:
+    paths = dict(name=os.path.join(minion.pki, "short.crt"), key=os.path.join(minion.pki, "short.key"))
+    assert minion.peer(days_valid=20, days_remaining=10, **paths)["result"] is True
+    with open(paths["key"]) as handle:
         key_before = handle.read()
-    before = load(os.path.join(minion.pki, "peer.crt")).serial_number
-    # the policy issues for 60 days: wanting 70 left means renewing now
-    ret = minion.peer(days_remaining=70)
+    before = load(paths["name"]).serial_number
+    # 20 days issued, 30 wanted left: renew now
+    ret = minion.peer(days_valid=60, days_remaining=30, **paths)
     assert ret["result"] is True and "certificate" in ret["changes"], ret
-    assert load(os.path.join(minion.pki, "peer.crt")).serial_number != before
-    with open(os.path.join(minion.pki, "peer.key")) as handle:
+    assert load(paths["name"]).serial_number != before
+    with open(paths["key"]) as handle:
         assert handle.read() == key_before
 
 
