@@ -135,6 +135,8 @@ def lab_leftovers():
         if "etcd-formula-lab" in cmdline or "/run/netns/etcdlab" in cmdline:
             found.append(f"process {pid} {cmdline[:80]}")
     found += [f"path {p}" for p in (LAB_RUN, LAB_RUN + ".lock") if os.path.exists(p)]
+    found += [f"nspawn lock {p}" for p in glob.glob("/run/systemd/nspawn/locks/*")
+              + glob.glob("/var/cache/etcd-formula/images/.#*.lck")]
     propagate = "/run/systemd/nspawn/propagate"
     if os.path.isdir(propagate):
         found += [f"path {propagate}/{h}" for h in os.listdir(propagate) if h.startswith("h")]
