@@ -126,13 +126,22 @@ def lab_leftovers():
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f
                   if "etcd-formula-lab" in line.split()[4] or "etcdlab" in line.split()[4]]
+    # The lab's daemons: nspawn, the salt-master and the machine's minion, and what runs in a
+    # host's cgroup (not CLI calls such as `test/lab salt-call`: someone else's, not the lab's).
+    daemons = ("/run/netns/etcdlab", f"salt-master -c {LAB_RUN}", f"salt-minion -c {LAB_RUN}")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/cgroup") as f:
+                cgroups = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"  # dead, not yet reaped
         except OSError:
             continue
-        if "etcd-formula-lab" in cmdline or "/run/netns/etcdlab" in cmdline:
+        if zombie:
+            continue
+        if any(d in cmdline for d in daemons) or "/etcd-formula-lab/" in cgroups:
             found.append(f"process {pid} {cmdline[:80]}")
     found += [f"path {p}" for p in (LAB_RUN, LAB_RUN + ".lock") if os.path.exists(p)]
     found += [f"nspawn lock {p}" for p in glob.glob("/run/systemd/nspawn/locks/*")
