@@ -619,6 +619,41 @@ def _wait_caught_up(client, member_id, give_up_at):
         time.sleep(0.25)
 
 
+def _healthy_ids(client, members):
+    """IDs of the members that answer a linearizable read now."""
+    return {mid for mid, h in _member_health(client, members).items() if h["healthy"]}
+
+
+def removal_check(member, **connection_args):
+    """
+    Whether removing a member now is safe, without removing it: the same checks as
+    ``member_remove`` (quorum kept with the healthy voters, not 2 -> 1, not the last voter).
+    Returns ``id``, ``name``, ``is_learner``, ``safe`` and ``refusal`` (why not, or None).
+
+    member
+        The member's ID (hex), name or peer URL.
+    connection_args
+        See the module documentation.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt h1 etcd_cluster.removal_check etcd-3
+    """
+    client = _connect(connection_args)
+    current = client.members()
+    target = _require_member(current, member)
+    refusal = _removal_refusal(current, target["id"], _healthy_ids(client, current))
+    return {
+        "id": target["id"],
+        "name": target["name"],
+        "is_learner": target["is_learner"],
+        "safe": refusal is None,
+        "refusal": refusal,
+    }
+
+
 def member_remove(member, force=False, timeout=60, **connection_args):
     """
     Remove a member. Refuses what would lose quorum (too few healthy voters would remain),
@@ -645,8 +680,7 @@ def member_remove(member, force=False, timeout=60, **connection_args):
     client = _connect(connection_args)
     current = client.members()
     target = _require_member(current, member)
-    member_health = _member_health(client, current)
-    healthy_ids = {mid for mid, h in member_health.items() if h["healthy"]}
+    healthy_ids = _healthy_ids(client, current)
     refusal = _removal_refusal(current, target["id"], healthy_ids)
     if refusal and not force:
         raise CommandExecutionError(refusal + " (force=True removes it anyway)")
@@ -721,10 +755,7 @@ def move_leader(member=None, **connection_args):
             )
         if target["id"] == leader_status["id"]:
             return {"old": old, "new": old, "moved": False}
-    healthy_ids = {
-        mid for mid, h in _member_health(client, current).items() if h["healthy"]
-    }
-    new = _move_leadership(client, current, leader_status, target, healthy_ids)
+    new = _move_leadership(client, current, leader_status, target, _healthy_ids(client, current))
     return {"old": old, "new": new, "moved": True}
 
 

@@ -106,39 +106,14 @@ def add_plan(members, peer_url, data_dir_entries, data_dir_has_member):
     return "resume" if ours["is_learner"] else "done"
 
 
-def removal_plan(members, peer_url, healthy_ids, force=False):
+def removal_plan(check, force=False):
     """
-    The member to remove (its entry), or None when it is not a member any more. Raise
-    StepFailed when removing it is unsafe (quorum lost, 2 -> 1, the last one) and not
-    ``force``.
+    Go on with a removal that ``etcd_cluster.removal_check`` found safe; raise StepFailed
+    with its reason when it is unsafe (quorum lost, 2 -> 1, the last one) and not ``force``.
     """
-    target = find_member(members, peer_url)
-    if target is None:
-        return None
-    if target["is_learner"]:
-        return target
-    voters = [m for m in members if not m["is_learner"]]
-    label = target["name"] or target["id"]
-    refusal = None
-    if len(voters) == 1:
-        refusal = "{} is the last voting member: removing it destroys the cluster".format(label)
-    elif len(voters) == 2:
-        refusal = (
-            "removing {} leaves 1 of 2 voting members: if the other fails during the change "
-            "the cluster cannot recover; add a member first".format(label)
-        )
-    else:
-        remaining = [m for m in voters if m["id"] != target["id"]]
-        healthy = [m for m in remaining if m["id"] in healthy_ids]
-        needed = len(remaining) // 2 + 1
-        if len(healthy) < needed:
-            refusal = (
-                "removing {} would lose quorum: {} of the {} remaining voting members are "
-                "healthy, {} are needed".format(label, len(healthy), len(remaining), needed)
-            )
-    if refusal and not force:
-        raise StepFailed(refusal + " (force=True removes it anyway)")
-    return target
+    if check["refusal"] and not force:
+        raise StepFailed(check["refusal"] + " (force=True removes it anyway)")
+    return check
 
 
 def voting_endpoints(cluster, members, exclude=()):
@@ -751,13 +726,11 @@ def remove_preflight(member, force=False):
         salt-run etcd.remove_preflight h3
     """
     cluster, leaving, etcd = _open(member, ask_member=True)
-    members = etcd("members")
-    answer = etcd("health")
-    healthy_ids = {m["id"] for m in answer["members"].values() if m.get("healthy")}
-    target = removal_plan(members, leaving["peer_url"], healthy_ids, force=bool(force))
+    target = find_member(etcd("members"), leaving["peer_url"])
     if target is None:
         return _ok("{} is not a member of cluster {}: the remaining steps clean up".format(
             leaving["name"], cluster["name"]), plan="gone")
+    removal_plan(etcd("removal_check", target["id"]), force=bool(force))
     return _ok("{} ({}) can be removed from cluster {}".format(
         leaving["name"], "learner" if target["is_learner"] else "voter", cluster["name"]),
         plan="remove", id=target["id"])

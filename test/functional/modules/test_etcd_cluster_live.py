@@ -160,7 +160,10 @@ def test_remove_refuses_two_to_one_unless_forced(etcd_cluster, mod):
 
 
 def test_remove_refuses_to_lose_quorum_but_removes_the_dead_member(etcd_cluster, mod):
+    assert mod("removal_check", "test-2")["safe"] is True
     etcd_cluster.stop(etcd_cluster.member_named("test-3"))
+    check = mod("removal_check", "test-2")
+    assert check["safe"] is False and "would lose quorum" in check["refusal"]
     with pytest.raises(CommandExecutionError) as err:
         mod("member_remove", "test-2")
     assert "would lose quorum: 1 of the 2 remaining voting members are healthy" in str(err.value)

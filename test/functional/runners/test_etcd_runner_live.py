@@ -164,4 +164,4 @@ def test_remove_steps_refuse_2_to_1_and_remove_a_leader_safely(runner, etcd_clus
     # 2 -> 1 is refused before anything changes
     other = next("m{}".format(m.seq) for m in etcd_cluster.members if m.name != leader)
     refused = runner.call("remove_preflight", other)
-    assert refused["result"] is False and "leaves 1 of 2 voting members" in refused["Error"]
+    assert refused["result"] is False and "2-member cluster is unsafe" in refused["Error"]

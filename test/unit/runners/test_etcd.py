@@ -68,7 +68,7 @@ def health(members, unhealthy=(), leader="etcd-1"):
 def cluster_mods():
     mods = {}
     for name in ("members", "health", "status", "leader", "member_add", "member_promote",
-                 "member_remove", "move_leader"):
+                 "member_remove", "move_leader", "removal_check"):
         mods["etcd_cluster." + name] = mock.Mock(spec=getattr(etcd_cluster, name))
     mods["etcd_cluster.members"].return_value = list(VOTERS)
     mods["etcd_cluster.health"].return_value = health(VOTERS)
@@ -142,23 +142,16 @@ def test_add_plan_refuses_a_dirty_data_dir_that_is_not_this_member():
         runner.add_plan(VOTERS + [member(4, learner=True, started=False)], PEER4, ["x"], False)
 
 
-def test_removal_plan_refuses_losing_quorum_and_2_to_1_unless_forced():
-    ids = {m["id"] for m in VOTERS}
-    assert runner.removal_plan(VOTERS, VOTERS[0]["peer_urls"][0], ids)["id"] == VOTERS[0]["id"]
-    with pytest.raises(runner.StepFailed, match="would lose quorum: 1 of the 2 remaining"):
-        runner.removal_plan(VOTERS, VOTERS[0]["peer_urls"][0], {VOTERS[0]["id"], VOTERS[1]["id"]})
-    with pytest.raises(runner.StepFailed, match="leaves 1 of 2 voting members"):
-        runner.removal_plan(VOTERS[:2], VOTERS[0]["peer_urls"][0], ids)
-    with pytest.raises(runner.StepFailed, match="last voting member"):
-        runner.removal_plan(VOTERS[:1], VOTERS[0]["peer_urls"][0], ids)
-    forced = runner.removal_plan(VOTERS[:2], VOTERS[0]["peer_urls"][0], ids, force=True)
-    assert forced["id"] == VOTERS[0]["id"]
+def check(refusal=None):
+    return {"id": "a1", "name": "etcd-1", "is_learner": False, "safe": refusal is None,
+            "refusal": refusal}
 
 
-def test_removal_plan_of_a_gone_member_is_none_and_a_learner_always_goes():
-    assert runner.removal_plan(VOTERS, PEER4, set()) is None
-    learner = member(4, learner=True)
-    assert runner.removal_plan(VOTERS[:1] + [learner], PEER4, set())["id"] == learner["id"]
+def test_removal_plan_goes_on_when_safe_and_refuses_unsafe_unless_forced():
+    assert runner.removal_plan(check())["safe"] is True
+    with pytest.raises(runner.StepFailed, match="would lose quorum.*force=True removes it"):
+        runner.removal_plan(check("removing etcd-1 would lose quorum"))
+    assert runner.removal_plan(check("removing etcd-1 would lose quorum"), force=True)
 
 
 def test_voting_endpoints_leave_out_learners_and_the_leaving_member():
@@ -271,8 +264,11 @@ def test_promote_fails_without_rollback_before_the_deadline(cluster_mods):
 def test_remove_preflight_refuses_2_to_1_and_changes_nothing(cluster_mods):
     cluster_mods["etcd_cluster.members"].return_value = VOTERS[:2]
     cluster_mods["etcd_cluster.health"].return_value = health(VOTERS[:2])
+    cluster_mods["etcd_cluster.removal_check"].return_value = check(
+        "removing a member of a 2-member cluster is unsafe")
     ret = runner.remove_preflight("h1")
-    assert "leaves 1 of 2 voting members" in ret["Error"]
+    assert "2-member cluster is unsafe" in ret["Error"]
+    assert cluster_mods["etcd_cluster.removal_check"].call_args.args == (VOTERS[0]["id"],)
     assert runner.remove_preflight("h1", force=True)["result"] is True
     for name in ("member_remove", "move_leader", "member_add", "member_promote"):
         cluster_mods["etcd_cluster." + name].assert_not_called()
