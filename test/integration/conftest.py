@@ -65,6 +65,21 @@ class Lab:
     def ip(self, host):
         return self._ips[host]
 
+    def relaunch(self, hosts, pillar):
+        """Bring the session's lab up again with HOSTS hosts and pillar_roots PILLAR (a test
+        module that needs fresh hosts and a pillar of its own); a lab that already has them is
+        kept. A developer's lab is never taken down: the test fails instead."""
+        status = self.status()
+        if status.get("pillar") == pillar and len(status["hosts"]) >= hosts:
+            return
+        if not self.owned:
+            pytest.fail(f"this test needs a lab of {hosts} hosts with pillar {pillar}; the lab "
+                        f"that is up is a developer's (pillar {status.get('pillar')})")
+        self.run("down", check=True)
+        self.run("up", "--hosts", str(hosts), "--release", self.release, "--pillar", pillar,
+                 check=True)
+        self.__init__(owned=True)
+
     def down(self):
         if not self.owned:
             pytest.skip("the lab is a developer's, or ETCD_LAB_KEEP=1: not taking it down")
