@@ -14,6 +14,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(REPO, "test", "lab")
 HOSTS = 3
+DEFAULT_PILLAR = "/run/etcd-formula-lab/pillar"  # what `test/lab up` generates without --pillar
 
 
 class Lab:
@@ -65,19 +66,20 @@ class Lab:
     def ip(self, host):
         return self._ips[host]
 
-    def relaunch(self, hosts, pillar):
-        """Bring the session's lab up again with HOSTS hosts and pillar_roots PILLAR (a test
-        module that needs fresh hosts and a pillar of its own); a lab that already has them is
-        kept. A developer's lab is never taken down: the test fails instead."""
+    def relaunch(self, hosts=HOSTS, pillar=None):
+        """Make the session's lab one of HOSTS hosts with pillar_roots PILLAR (None: the lab's
+        generated pillar, one cluster of h1..h3), bringing it up again on fresh hosts when it
+        is not (a test module that needs a pillar of its own). A lab that already is so is
+        kept; a developer's lab is never taken down: the test fails instead."""
         status = self.status()
-        if status.get("pillar") == pillar and len(status["hosts"]) >= hosts:
+        if status.get("pillar") == (pillar or DEFAULT_PILLAR) and len(status["hosts"]) >= hosts:
             return
         if not self.owned:
             pytest.fail(f"this test needs a lab of {hosts} hosts with pillar {pillar}; the lab "
                         f"that is up is a developer's (pillar {status.get('pillar')})")
         self.run("down", check=True)
-        self.run("up", "--hosts", str(hosts), "--release", self.release, "--pillar", pillar,
-                 check=True)
+        self.run("up", "--hosts", str(hosts), "--release", self.release,
+                 *(("--pillar", pillar) if pillar else ()), check=True)
         self.__init__(owned=True)
 
     def down(self):
@@ -119,3 +121,11 @@ def lab():
     finally:
         if not keep:
             subprocess.run([LAB, "down"], check=True)
+
+
+@pytest.fixture(scope="module")
+def standard_lab(lab):
+    """The session's lab with the lab's own pillar (cluster etcd of h1..h3), brought back to
+    it if an earlier test module relaunched it with a pillar of its own."""
+    lab.relaunch()
+    return lab

@@ -95,8 +95,9 @@ def record(name, seconds):
 
 
 @pytest.fixture(scope="module")
-def built(lab):
+def built(standard_lab):
     """h1..h3 purged, a dry run, then the highstate that builds the cluster, all timed."""
+    lab = standard_lab
     lab.run("sync", check=True)
     if any(lab.exec(h, "test", "-e", UNIT).returncode == 0 for h in MEMBERS):
         purged = apply(lab, "etcd.clean", 'pillar={"etcd": {"clusters": {"etcd": {"clean": true}}}}')
