@@ -422,8 +422,9 @@ def _validate_members(where, members, errors):
 
 # Client kinds (etcd/clients/<kind>.sls) and their keys (defaults: etcd/clients/defaults.yaml).
 CLIENT_KEYS = {
-    "patroni": ("target", "tgt_type", "config", "service", "cacert", "cert", "key"),
-    "vip_manager": ("target", "tgt_type", "version", "config", "service", "cacert", "cert", "key"),
+    "patroni": ("target", "tgt_type", "config", "service", "user", "cacert", "cert", "key"),
+    "vip_manager": ("target", "tgt_type", "version", "config", "service", "user", "cacert", "cert",
+                    "key", "ip", "netmask", "interface", "trigger_key", "trigger_value"),
     "prometheus": ("target", "tgt_type", "targets_file"),
 }
 TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre",

@@ -4,9 +4,16 @@
 #   version 1 (Debian's 1.0.2): the VIP_* environment file its unit reads; it speaks
 #     etcd's v2 API, so the cluster needs enable_v2 (etcd < 3.6).
 #   version 2: the YAML config file (--config), etcd's v3 API.
+# With ip, interface and trigger_key in pillar, the VIP settings are written too (else
+# they are left as they are in the file).
 {%- from tpldir ~ "/map.jinja" import clients with context %}
 {%- set vip = clients.vip_manager %}
 {%- set version = vip.version | int %}
+{%- set vip_settings = vip.ip and vip.interface and vip.trigger_key %}
+{%- set trigger_value = vip.trigger_value or grains.id %}
+
+include:
+  - etcd.client
 
 {%- if version == 1 and not vip.enable_v2 %}
 etcd-clients-vip-manager-refused:
@@ -29,6 +36,15 @@ etcd-clients-vip-manager-config-managed:
         VIP_ETCD_CA_FILE: '"{{ vip.cacert }}"'
         VIP_ETCD_CERT_FILE: '"{{ vip.cert }}"'
         VIP_ETCD_KEY_FILE: '"{{ vip.key }}"'
+{%-   if vip_settings %}
+        VIP_IP: '"{{ vip.ip }}"'
+        VIP_MASK: '"{{ vip.netmask }}"'
+        VIP_IFACE: '"{{ vip.interface }}"'
+        VIP_KEY: '"{{ vip.trigger_key }}"'
+        VIP_HOST: '"{{ trigger_value }}"'
+{%-   endif %}
+    - require:
+      - sls: etcd.client
 {%- elif version == 2 %}
 
 etcd-clients-vip-manager-config-managed:
@@ -42,6 +58,15 @@ etcd-clients-vip-manager-config-managed:
         etcd-ca-file: {{ vip.cacert }}
         etcd-cert-file: {{ vip.cert }}
         etcd-key-file: {{ vip.key }}
+{%-   if vip_settings %}
+        ip: {{ vip.ip }}
+        netmask: {{ vip.netmask }}
+        interface: {{ vip.interface }}
+        trigger-key: {{ vip.trigger_key }}
+        trigger-value: {{ trigger_value }}
+{%-   endif %}
+    - require:
+      - sls: etcd.client
 {%- else %}
 etcd-clients-vip-manager-refused:
   test.fail_without_changes:

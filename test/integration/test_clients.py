@@ -1,0 +1,297 @@
+"""
+etcd's clients on the lab: real patroni (with PostgreSQL) and Debian's vip-manager 1.0.2 on h5,
+which is no etcd member, kept on the voting members by the add_member / remove_member
+orchestrations (etcd/clients/*.sls, salt-run etcd.refresh_endpoints).
+
+The cluster h1..h3 (enable_v2: vip-manager 1.x speaks etcd's v2 API only, so patroni is given
+the v2 `etcd:` section and both use the same key space) is built by highstate; h5 gets its
+client certificates from the formula (etcd.client), a single-node patroni (scope pg-test) and
+vip-manager watching patroni's leader key. The lab's hosts lack CAP_NET_ADMIN, so vip-manager
+cannot put the VIP on eth0 ("Operation not permitted"): that it read the key through the
+refreshed endpoints is checked in its journal ("desired true": the key holds h5).
+
+Needs a lab of 5 hosts with this module's pillar: the module fixture brings the session's lab
+up again that way (a developer's lab that is up with another pillar makes it fail instead).
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+LAB = os.path.join(REPO, "test", "lab")
+PILLAR_DIR = os.environ.get("ETCD_CLIENTS_PILLAR_DIR", "/tmp/etcd-formula-clients-pillar")
+CA_DIR = "/run/etcd-formula-lab/ca"
+ADMIN_CERT = (CA_DIR + "/admin/client.crt", CA_DIR + "/admin/client.key")
+ADMIN_CA = CA_DIR + "/admin/ca.crt"
+CLIENT = "h5"
+SCOPE = "pg-test"
+LEADER_KEY = "/service/{}/leader".format(SCOPE)
+VIP = "10.77.0.100"
+PATRONI_CONFIG = "/etc/patroni/config.yml"
+VIP_CONFIG = "/etc/default/vip-manager"
+
+
+def ip(host):
+    return "10.77.0.{}".format(10 + int(host[1:]))
+
+
+def endpoint(host):
+    return "https://{}:2379".format(ip(host))
+
+
+def lab(*args, timeout=900):
+    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def salt(*args):
+    res = lab("salt", "--out=json", "--static", *args)
+    try:
+        return json.loads(res.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError("salt {}: {}\n{}".format(args, res.stdout, res.stderr))
+
+
+def on_client(*cmd):
+    return lab("exec", CLIENT, "--", *cmd)
+
+
+def http():
+    """A session that ignores proxy and CA variables of the environment: lab addresses only."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def write_pillar_file_only(members):
+    """Cluster etcd of ``members`` with its clients on h5, refreshed on every minion."""
+    lines = [
+        "etcd:", "  pki:", "    ca_server: master", "    ca_dir: " + CA_DIR,
+        "  clusters:", "    etcd:", "      enable_v2: true", "      members:",
+    ]
+    lines += ["        {}: {{seq: {}, address: {}}}".format(h, h[1:], ip(h)) for h in members]
+    lines += [
+        "      clients:",
+        "        patroni:",
+        "          target: " + CLIENT,
+        "        vip_manager:",
+        "          target: " + CLIENT,
+        "          version: 1",
+        "          ip: " + VIP,
+        "          netmask: 24",
+        "          interface: eth0",
+        "          trigger_key: " + LEADER_KEY,
+    ]
+    with open(os.path.join(PILLAR_DIR, "etcd.sls"), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def write_pillar(members):
+    write_pillar_file_only(members)
+    salt("*", "saltutil.refresh_pillar", "wait=True")
+
+
+def orchestrate(sls, member):
+    res = lab("salt-run", "--out=json", "state.orchestrate", sls,
+              "pillar=" + json.dumps({"etcd_member": member}))
+    steps = next(iter(json.loads(res.stdout)["data"].values()))
+    errors = {sid.split("_|-")[1]: (s.get("changes", {}).get("return") or {}).get("Error")
+              or s.get("comment") for sid, s in steps.items() if not s["result"]}
+    return res.returncode, errors
+
+
+def patroni_base_config(pg_bin):
+    """What the test's DBA writes: a single-node patroni; the DCS section is the formula's."""
+    return {
+        "scope": SCOPE, "namespace": "/service/", "name": CLIENT,
+        "restapi": {"listen": ip(CLIENT) + ":8008", "connect_address": ip(CLIENT) + ":8008"},
+        "bootstrap": {"dcs": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+                      "initdb": ["encoding=UTF8"]},
+        "postgresql": {
+            "listen": "127.0.0.1:5432", "connect_address": ip(CLIENT) + ":5432",
+            "data_dir": "/var/lib/postgresql/patroni", "bin_dir": pg_bin,
+            "pgpass": "/var/lib/postgresql/.pgpass-patroni",
+            "authentication": {"superuser": {"username": "postgres", "password": "lab-only"},
+                               "replication": {"username": "replicator",
+                                               "password": "lab-only"}},
+            "parameters": {"unix_socket_directories": "/var/run/postgresql"},
+        },
+    }
+
+
+def patroni_api(path=""):
+    """Patroni's REST API on h5: (HTTP status, JSON body)."""
+    res = http().get("http://{}:8008/{}".format(ip(CLIENT), path), timeout=5)
+    return res.status_code, res.json()
+
+
+def leader_key(hosts):
+    """Patroni's leader key read through etcd's v2 API (vip-manager 1.x's view) at each host."""
+    values = {}
+    for host in hosts:
+        res = http().get("{}/v2/keys{}".format(endpoint(host), LEADER_KEY), cert=ADMIN_CERT,
+                         verify=ADMIN_CA, timeout=5)
+        values[host] = res.json().get("node", {}).get("value") if res.ok else res.status_code
+    return values
+
+
+def read_client_yaml(path):
+    out = on_client("cat", path)
+    assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
+
+
+def vip_manager_env():
+    out = on_client("cat", VIP_CONFIG)
+    assert out.returncode == 0, out.stderr
+    env = {}
+    for line in out.stdout.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip().strip('"')
+    return env
+
+
+def vip_manager_run():
+    """(MainPID, journal of the current vip-manager process only)."""
+    pid = on_client("systemctl", "show", "-p", "MainPID", "--value", "vip-manager").stdout.strip()
+    journal = on_client("journalctl", "--no-pager", "-o", "cat", "_PID=" + pid).stdout
+    return pid, journal
+
+
+def wait_for(what, check, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except (requests.RequestException, ValueError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError("{}: not within {} s (last: {!r})".format(what, timeout, last))
+        time.sleep(1)
+
+
+def refresh_endpoints():
+    res = lab("salt-run", "--out=json", "etcd.refresh_endpoints", "cluster=etcd")
+    ret = json.loads(res.stdout)
+    assert res.returncode == 0 and ret.get("result"), ret
+    return ret
+
+
+@pytest.fixture(scope="module")
+def clients_lab(lab):
+    """The session's lab with 5 fresh hosts and this module's pillar: cluster h1..h3 by
+    highstate, patroni (the leader of scope pg-test) and vip-manager 1.0.2 running on h5."""
+    os.makedirs(PILLAR_DIR, exist_ok=True)
+    with open(os.path.join(PILLAR_DIR, "top.sls"), "w") as handle:
+        handle.write("base:\n  '*':\n    - etcd\n  'master':\n    - etcd_ca_policies\n")
+    example = open(os.path.join(REPO, "pillar.example")).read()
+    with open(os.path.join(PILLAR_DIR, "etcd_ca_policies.sls"), "w") as handle:
+        handle.write(example[example.index("x509_signing_policies:"):]
+                     .replace("/etc/pki/etcd-ca/", CA_DIR + "/"))
+    write_pillar_file_only(["h1", "h2", "h3"])
+    lab.relaunch(hosts=5, pillar=PILLAR_DIR)
+    assert lab.run("sync").returncode == 0
+    salt("*", "saltutil.refresh_pillar", "wait=True")
+    ret = salt("master", "state.apply", "etcd.ca,etcd.admin")
+    assert all(s["result"] for s in ret["master"].values()), ret
+    ret = salt("-L", "h1,h2,h3", "state.apply", "-t", "900")
+    bad = ["{}: {}".format(m, s["comment"]) for m, states in ret.items()
+           for s in (states.values() if isinstance(states, dict) else [{"result": False,
+                                                                         "comment": states}])
+           if not s["result"]]
+    assert not bad and len(ret) == 3, bad or ret
+
+    pg_bin = "/usr/lib/postgresql/{}/bin".format(
+        on_client("ls", "/usr/lib/postgresql").stdout.split()[-1])
+    base = yaml.safe_dump(patroni_base_config(pg_bin), default_flow_style=False)
+    on_client("sh", "-c", "mkdir -p /etc/patroni && cat > {} <<'EOF'\n{}EOF\n".format(
+        PATRONI_CONFIG, base))
+    # What add_member / remove_member do for clients, once by hand for the first setup:
+    # client certs (etcd.client), patroni's DCS section, vip-manager's settings.
+    refresh_endpoints()
+    started = on_client("systemctl", "start", "patroni")
+    assert started.returncode == 0, started.stderr
+    wait_for("patroni leads scope " + SCOPE,
+             lambda: patroni_api()[1].get("role") in ("master", "primary")
+             and patroni_api()[1].get("state") == "running", 120)
+    started = on_client("systemctl", "start", "vip-manager")
+    assert started.returncode == 0, started.stderr
+    wait_for("vip-manager reads the leader key", lambda: "desired true" in vip_manager_run()[1],
+             30)
+    yield
+
+
+def test_the_client_host_gets_its_own_client_certificates_signed_by_the_cluster_ca(clients_lab):
+    patroni = read_client_yaml(PATRONI_CONFIG)["etcd"]
+    files = on_client("stat", "-c", "%n %U %a", patroni["key"], patroni["cert"]).stdout.split("\n")
+    assert files[0].split()[1:] == ["postgres", "600"], files  # patroni runs as postgres
+    verify = on_client("openssl", "verify", "-purpose", "sslclient", "-CAfile", patroni["cacert"],
+                       patroni["cert"])
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_refresh_with_nothing_changed_restarts_and_reloads_nothing(clients_lab):
+    pid_before, _ = vip_manager_run()
+    patroni_pid = on_client("systemctl", "show", "-p", "MainPID", "--value", "patroni").stdout
+    configs = ["stat", "-c", "%n %Y %s", PATRONI_CONFIG, VIP_CONFIG]
+    configs_before = on_client(*configs).stdout
+    time.sleep(1.1)  # a rewrite would show in the mtime (seconds)
+    ret = refresh_endpoints()
+    assert ret["endpoints"] == [endpoint(h) for h in ("h1", "h2", "h3")]
+    assert on_client(*configs).stdout == configs_before
+    assert vip_manager_run()[0] == pid_before
+    assert on_client("systemctl", "show", "-p", "MainPID", "--value", "patroni").stdout == \
+        patroni_pid
+
+
+def test_replacing_a_member_keeps_patroni_and_vip_manager_on_the_voting_members(clients_lab):
+    new_voters = ["h2", "h3", "h4"]
+    assert set(leader_key(["h1", "h2", "h3"]).values()) == {CLIENT}
+    write_pillar(["h1", "h2", "h3", "h4"])
+    rc, errors = orchestrate("etcd.add_member", "h4")
+    assert rc == 0, errors
+    vip_pid_after_add = vip_manager_run()[0]
+    rc, errors = orchestrate("etcd.remove_member", "h1")
+    assert rc == 0, errors
+    removed_at = time.time()
+    write_pillar(new_voters)  # the minion leaves the pillar once its removal is done
+    assert lab("exec", "h1", "--", "systemctl", "is-active", "etcd").stdout.strip() != "active"
+
+    # the configs list exactly the voting members, learners and the removed one never
+    dcs = read_client_yaml(PATRONI_CONFIG)
+    assert "etcd3" not in dcs  # v2 and v3 are separate key spaces: vip-manager 1.x reads v2
+    assert dcs["etcd"]["hosts"] == ["{}:2379".format(ip(h)) for h in new_voters]
+    env = vip_manager_env()
+    assert env["VIP_ENDPOINT"] == ",".join(endpoint(h) for h in new_voters)
+    assert on_client("systemctl", "is-active", "vip-manager").stdout.strip() == "active"
+
+    # patroni still holds its leader key, in etcd and in its own view, and talks to etcd
+    # after h1 is gone (dcs_last_seen: its last successful DCS round trip)
+    assert leader_key(new_voters) == {h: CLIENT for h in new_voters}
+    wait_for("patroni reaches etcd after h1's removal",
+             lambda: patroni_api()[1].get("dcs_last_seen", 0) > removed_at, 40)
+    status, body = patroni_api()
+    assert status == 200 and body["role"] in ("master", "primary") and body["state"] == "running"
+    assert patroni_api("leader")[0] == 200
+    assert leader_key(new_voters) == {h: CLIENT for h in new_voters}
+
+    # vip-manager was restarted onto the new list (once per refresh that changed it) and the
+    # running process reads the trigger key through it: the key holds its trigger value
+    pid, journal = vip_manager_run()
+    assert pid != vip_pid_after_add
+    used = [line for line in journal.splitlines() if "dcs-endpoints :" in line]
+    assert used and used[-1].split("dcs-endpoints :")[1].strip() == "[{}]".format(
+        " ".join(endpoint(h) for h in new_voters))
+    # a new process starts with "desired false" and says "desired true" only once it has read
+    # the key (through exactly h2..h4: the endpoints it was started with)
+    wait_for("vip-manager reads the leader key through h2..h4",
+             lambda: "desired true" in vip_manager_run()[1], 30)
