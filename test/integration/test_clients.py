@@ -22,12 +22,12 @@ import time
 import pytest
 import requests
 import yaml
+from lab_pillar import CA_DIR, ip, write_base, write_etcd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 LAB = os.path.join(REPO, "test", "lab")
 PILLAR_DIR = os.environ.get("ETCD_CLIENTS_PILLAR_DIR", "/tmp/etcd-formula-clients-pillar")
-CA_DIR = "/run/etcd-formula-lab/ca"
 ADMIN_CERT = (CA_DIR + "/admin/client.crt", CA_DIR + "/admin/client.key")
 ADMIN_CA = CA_DIR + "/admin/ca.crt"
 CLIENT = "h5"
@@ -36,10 +36,6 @@ LEADER_KEY = "/service/{}/leader".format(SCOPE)
 VIP = "10.77.0.100"
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 VIP_CONFIG = "/etc/default/vip-manager"
-
-
-def ip(host):
-    return "10.77.0.{}".format(10 + int(host[1:]))
 
 
 def endpoint(host):
@@ -70,26 +66,20 @@ def http():
 
 
 def write_pillar_file_only(members):
-    """Cluster etcd of ``members`` with its clients on h5, refreshed on every minion."""
-    lines = [
-        "etcd:", "  pki:", "    ca_server: master", "    ca_dir: " + CA_DIR,
-        "  clusters:", "    etcd:", "      enable_v2: true", "      members:",
-    ]
-    lines += ["        {}: {{seq: {}, address: {}}}".format(h, h[1:], ip(h)) for h in members]
-    lines += [
-        "      clients:",
-        "        patroni:",
-        "          target: " + CLIENT,
-        "        vip_manager:",
-        "          target: " + CLIENT,
-        "          version: 1",
-        "          ip: " + VIP,
-        "          netmask: 24",
-        "          interface: eth0",
-        "          trigger_key: " + LEADER_KEY,
-    ]
-    with open(os.path.join(PILLAR_DIR, "etcd.sls"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    """Cluster etcd of ``members`` with its clients on h5 (vip-manager 1.x: enable_v2)."""
+    write_etcd(PILLAR_DIR, members, [
+        "enable_v2: true",
+        "clients:",
+        "  patroni:",
+        "    target: " + CLIENT,
+        "  vip_manager:",
+        "    target: " + CLIENT,
+        "    version: 1",
+        "    ip: " + VIP,
+        "    netmask: 24",
+        "    interface: eth0",
+        "    trigger_key: " + LEADER_KEY,
+    ])
 
 
 def write_pillar(members):
@@ -190,13 +180,7 @@ def refresh_endpoints():
 def clients_lab(lab):
     """The session's lab with 5 fresh hosts and this module's pillar: cluster h1..h3 by
     highstate, patroni (the leader of scope pg-test) and vip-manager 1.0.2 running on h5."""
-    os.makedirs(PILLAR_DIR, exist_ok=True)
-    with open(os.path.join(PILLAR_DIR, "top.sls"), "w") as handle:
-        handle.write("base:\n  '*':\n    - etcd\n  'master':\n    - etcd_ca_policies\n")
-    example = open(os.path.join(REPO, "pillar.example")).read()
-    with open(os.path.join(PILLAR_DIR, "etcd_ca_policies.sls"), "w") as handle:
-        handle.write(example[example.index("x509_signing_policies:"):]
-                     .replace("/etc/pki/etcd-ca/", CA_DIR + "/"))
+    write_base(PILLAR_DIR)
     write_pillar_file_only(["h1", "h2", "h3"])
     lab.relaunch(hosts=5, pillar=PILLAR_DIR)
     assert lab.run("sync").returncode == 0

@@ -17,20 +17,16 @@ import threading
 import time
 
 import pytest
+from lab_pillar import CA_DIR, ip, write_base, write_etcd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 LAB = os.path.join(REPO, "test", "lab")
 PILLAR_DIR = os.environ.get("ETCD_ORCH_PILLAR_DIR", "/tmp/etcd-formula-orchestrate-pillar")
-CA_DIR = "/run/etcd-formula-lab/ca"
 ADMIN = {"ca_file": CA_DIR + "/admin/ca.crt", "cert_file": CA_DIR + "/admin/client.crt",
          "key_file": CA_DIR + "/admin/client.key"}
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 ELECTION_TIMEOUT = 1.0  # s, the pillar default
-
-
-def ip(host):
-    return "10.77.0.{}".format(10 + int(host[1:]))
 
 
 def lab(*args, timeout=900):
@@ -129,13 +125,7 @@ class Writer(threading.Thread):
 def orch_lab(lab):
     """The session's lab, brought up again with 5 fresh hosts and this module's pillar, and
     a 1-member cluster on h1 built by highstate."""
-    os.makedirs(PILLAR_DIR, exist_ok=True)
-    with open(os.path.join(PILLAR_DIR, "top.sls"), "w") as handle:
-        handle.write("base:\n  '*':\n    - etcd\n  'master':\n    - etcd_ca_policies\n")
-    example = open(os.path.join(REPO, "pillar.example")).read()
-    policies = example[example.index("x509_signing_policies:"):]
-    with open(os.path.join(PILLAR_DIR, "etcd_ca_policies.sls"), "w") as handle:
-        handle.write(policies.replace("/etc/pki/etcd-ca/", CA_DIR + "/"))
+    write_base(PILLAR_DIR)
     write_pillar_file_only(["h1"])
     lab.relaunch(hosts=5, pillar=PILLAR_DIR)
     assert lab.run("sync").returncode == 0
@@ -150,11 +140,7 @@ def orch_lab(lab):
 
 
 def write_pillar_file_only(members):
-    lines = ["etcd:", "  pki:", "    ca_server: master", "    ca_dir: " + CA_DIR,
-             "  clusters:", "    etcd:", "      enable_v2: true", "      members:"]
-    lines += ["        {}: {{seq: {}, address: {}}}".format(h, h[1:], ip(h)) for h in members]
-    with open(os.path.join(PILLAR_DIR, "etcd.sls"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    write_etcd(PILLAR_DIR, members, ["enable_v2: true"])
 
 
 def test_removing_the_last_member_is_refused_and_changes_nothing(orch_lab):
