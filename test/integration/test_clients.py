@@ -1,6 +1,6 @@
 """
 etcd's clients on the lab: real patroni (with PostgreSQL) and Debian's vip-manager 1.0.2 on h5,
-which is no etcd member, kept on the voting members by the add_member / remove_member
+which is no etcd member (and prometheus's etcd target list there), kept on the voting members by the add_member / remove_member
 orchestrations (etcd/clients/*.sls, salt-run etcd.refresh_endpoints).
 
 The cluster h1..h3 (enable_v2: vip-manager 1.x speaks etcd's v2 API only, so patroni is given
@@ -36,6 +36,7 @@ LEADER_KEY = "/service/{}/leader".format(SCOPE)
 VIP = "10.77.0.100"
 PATRONI_CONFIG = "/etc/patroni/config.yml"
 VIP_CONFIG = "/etc/default/vip-manager"
+PROMETHEUS_TARGETS = "/etc/prometheus/etcd_targets.yml"
 
 
 def endpoint(host):
@@ -66,7 +67,8 @@ def http():
 
 
 def write_pillar_file_only(members):
-    """Cluster etcd of ``members`` with its clients on h5 (vip-manager 1.x: enable_v2)."""
+    """Cluster etcd of ``members`` with its clients on h5 (vip-manager 1.x: enable_v2), and
+    prometheus's etcd target list there."""
     write_etcd(PILLAR_DIR, members, [
         "enable_v2: true",
         "clients:",
@@ -79,6 +81,8 @@ def write_pillar_file_only(members):
         "    netmask: 24",
         "    interface: eth0",
         "    trigger_key: " + LEADER_KEY,
+        "  prometheus:",
+        "    target: " + CLIENT,
     ])
 
 
@@ -257,6 +261,8 @@ def test_replacing_a_member_keeps_patroni_and_vip_manager_on_the_voting_members(
     env = vip_manager_env()
     assert env["VIP_ENDPOINT"] == ",".join(endpoint(h) for h in new_voters)
     assert on_client("systemctl", "is-active", "vip-manager").stdout.strip() == "active"
+    targets = read_client_yaml(PROMETHEUS_TARGETS)
+    assert [t["targets"] for t in targets] == [["{}:2381".format(ip(h)) for h in new_voters]]
 
     # patroni still holds its leader key, in etcd and in its own view, and talks to etcd
     # after h1 is gone (dcs_last_seen: its last successful DCS round trip)
