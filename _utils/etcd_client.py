@@ -54,6 +54,11 @@ RETRYABLE = (UNHEALTHY_CLUSTER, TOO_MANY_LEARNERS, LEARNER_NOT_READY)
 # Answered by a learner to anything but status and serializable reads: ask another endpoint.
 LEARNER_REFUSAL = "etcdserver: rpc not supported for learner"
 
+# Answered by a member's JSON gateway that cannot reach the member's own gRPC server (the
+# member is starting or stopping; seen with etcd 3.5 during a rolling restart): as good as
+# a refused connection, so the next endpoint is asked.
+GATEWAY_DIAL_FAILURES = ("connection error:", "transport is closing")
+
 # The gateway path is /v3/ from etcd 3.4 on; fixing it saves a /version round-trip per endpoint.
 API_PATH = "/v3/"
 LOCK_PREFIX = "/etcd-formula/locks/"
@@ -220,7 +225,7 @@ class EtcdClient:
             message, code = _refusal_message(exc.detail_text)
             if message is None:
                 raise _Unreachable(_connection_failure(exc.detail_text or str(exc)), endpoint)
-            if message == LEARNER_REFUSAL:
+            if message == LEARNER_REFUSAL or message.startswith(GATEWAY_DIAL_FAILURES):
                 raise _Unreachable(message, endpoint)
             raise EtcdError(message, code=code, endpoint=endpoint)
         except requests.exceptions.RequestException as exc:

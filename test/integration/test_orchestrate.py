@@ -225,3 +225,35 @@ def test_an_add_interrupted_after_the_learner_add_converges_on_re_run(orch_lab):
     assert rc == 0, step_errors(steps)
     assert sum(1 for m in members() if m["is_learner"]) == 0
     assert len(members()) == 4
+
+
+def test_an_add_killed_mid_run_with_the_new_member_stopped_converges_on_re_run(orch_lab):
+    """The orchestration's process killed once h5's learner exists, h5's etcd stopped (a
+    crashed new member): the same command again finishes the job, never two learners."""
+    write_pillar(HOSTS)
+    peer = "https://{}:2380".format(ip("h5"))
+    run = subprocess.Popen(
+        [LAB, "salt-run", "state.orchestrate", "etcd.add_member",
+         "pillar=" + json.dumps({"etcd_member": "h5"})],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(peer in m["peer_urls"] for m in members()):
+            assert run.poll() is None, "the orchestration ended before h5's learner was added"
+            assert time.monotonic() < deadline, "h5's learner never appeared"
+            time.sleep(0.1)
+    finally:
+        os.killpg(run.pid, 9)  # the session it leads: test/lab and the salt-run it started
+        run.wait()
+    assert [m["is_learner"] for m in members() if peer in m["peer_urls"]] == [True]
+    # the minion's highstate job outlives the killed runner: let it end, then stop h5's etcd
+    deadline = time.monotonic() + 300
+    while lab("salt", "h5", "saltutil.running", "--out=json").stdout.count('"jid"'):
+        assert time.monotonic() < deadline, "h5's highstate job never ended"
+        time.sleep(1)
+    lab("exec", "h5", "--", "systemctl", "stop", "etcd")
+    rc, steps, _ = orchestrate("etcd.add_member", "h5")
+    assert rc == 0, step_errors(steps)
+    now = members()
+    assert len(now) == 5 and not any(m["is_learner"] for m in now), now
+    assert lab("exec", "h5", "--", "systemctl", "is-active", "etcd").stdout.strip() == "active"

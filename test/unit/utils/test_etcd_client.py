@@ -133,6 +133,16 @@ def test_a_learner_endpoint_is_skipped(client, gateway):
     assert [c[0] for c in gateway.calls] == [A, B]
 
 
+def test_a_member_whose_gateway_cannot_reach_its_grpc_server_is_skipped(client, gateway):
+    # etcd 3.5 mid-restart: its HTTP port answers, its own gRPC server does not yet
+    dial = ('connection error: desc = "transport: Error while dialing: dial tcp '
+            '10.0.0.1:2379: connect: connection refused"')
+    gateway.on(A, "kv/put", refusal(dial, code=14, status=503))
+    gateway.on(B, "kv/put", response(200, {}))
+    client.put("k", "v")
+    assert [c[0] for c in gateway.calls] == [A, B]
+
+
 def test_unhealthy_cluster_is_etcds_refusal_not_a_dead_endpoint(client, gateway):
     # etcd3gw maps HTTP 503 to ConnectionFailedError; the body says it is etcd refusing
     gateway.on(A, "kv/put", refusal("etcdserver: unhealthy cluster", code=14, status=503))
