@@ -37,12 +37,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "test"))
 
-from lab_pillar import CA_DIR, ip, write_base, write_etcd  # noqa: E402
+from lab_cli import ADMIN_TLS as ADMIN  # noqa: E402
+from lab_cli import LAB, salt  # noqa: E402
+from lab_cli import lab as run_lab  # noqa: E402
+from lab_pillar import ip, write_base, write_etcd  # noqa: E402
 
-LAB = os.path.join(REPO, "test", "lab")
 PILLAR_DIR = os.environ.get("ETCD_BENCH_PILLAR_DIR", "/tmp/etcd-formula-bench-pillar")
-ADMIN = {"ca_file": CA_DIR + "/admin/ca.crt", "cert_file": CA_DIR + "/admin/client.crt",
-         "key_file": CA_DIR + "/admin/client.key"}
 CONFIG = "/etc/etcd/etcd.conf.yml"
 UNIT = "/etc/systemd/system/etcd.service"
 ENV_FILE = "/etc/profile.d/etcdctl.sh"
@@ -59,15 +59,11 @@ def peer_url(host):
 
 
 def lab(*args, check=True, timeout=900):
-    res = subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
+    res = run_lab(*args, timeout=timeout)
     if check and res.returncode != 0:
         sys.exit("test/lab {}: exit {}\n{}\n{}".format(" ".join(args), res.returncode,
                                                       res.stdout, res.stderr))
     return res
-
-
-def salt(*args):
-    return json.loads(lab("salt", "--out=json", "--static", *args, check=False).stdout)
 
 
 def etcdctl(*args, check=True):

@@ -16,20 +16,17 @@ up again that way (a developer's lab that is up with another pillar makes it fai
 
 import json
 import os
-import subprocess
 import time
 
 import pytest
 import requests
 import yaml
-from lab_pillar import CA_DIR, ip, write_base, write_etcd
+from lab_cli import ADMIN_TLS, lab, salt
+from lab_pillar import ip, write_base, write_etcd
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-LAB = os.path.join(REPO, "test", "lab")
 PILLAR_DIR = os.environ.get("ETCD_CLIENTS_PILLAR_DIR", "/tmp/etcd-formula-clients-pillar")
-ADMIN_CERT = (CA_DIR + "/admin/client.crt", CA_DIR + "/admin/client.key")
-ADMIN_CA = CA_DIR + "/admin/ca.crt"
+ADMIN_CERT = (ADMIN_TLS["cert_file"], ADMIN_TLS["key_file"])
+ADMIN_CA = ADMIN_TLS["ca_file"]
 CLIENT = "h5"
 SCOPE = "pg-test"
 LEADER_KEY = "/service/{}/leader".format(SCOPE)
@@ -43,16 +40,6 @@ def endpoint(host):
     return "https://{}:2379".format(ip(host))
 
 
-def lab(*args, timeout=900):
-    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def salt(*args):
-    res = lab("salt", "--out=json", "--static", *args)
-    try:
-        return json.loads(res.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError("salt {}: {}\n{}".format(args, res.stdout, res.stderr))
 
 
 def on_client(*cmd):

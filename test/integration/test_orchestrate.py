@@ -17,28 +17,17 @@ import threading
 import time
 
 import pytest
-from lab_pillar import CA_DIR, ip, write_base, write_etcd
+from lab_cli import ADMIN_TLS as ADMIN
+from lab_cli import LAB, lab, salt
+from lab_pillar import ip, write_base, write_etcd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-LAB = os.path.join(REPO, "test", "lab")
 PILLAR_DIR = os.environ.get("ETCD_ORCH_PILLAR_DIR", "/tmp/etcd-formula-orchestrate-pillar")
-ADMIN = {"ca_file": CA_DIR + "/admin/ca.crt", "cert_file": CA_DIR + "/admin/client.crt",
-         "key_file": CA_DIR + "/admin/client.key"}
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 ELECTION_TIMEOUT = 1.0  # s, the pillar default
 
 
-def lab(*args, timeout=900):
-    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
-
-
-def salt(*args):
-    res = lab("salt", "--out=json", "--static", *args)
-    try:
-        return json.loads(res.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError("salt {}: {}\n{}".format(args, res.stdout, res.stderr))
 
 
 def write_pillar(members):
