@@ -1,278 +1,38 @@
 """
-The cluster definition: defaults, and pure functions that read the ``etcd`` pillar.
+The ``etcd`` pillar checked before anything changes, and the rules every destructive step
+checks again: a path the formula may delete (``path_problem``), a value that may be
+rendered into an orchestration or a target (``minion_id_problem``).
 
-Everything here is a plain function of its arguments (no Salt dunders, no I/O), so the
-execution module on a minion, a runner on the master and the SLS files (through
-``etcd_cluster.settings``) all derive the same URLs, names and settings from the same pillar.
-
-These defaults are the single source of the cluster settings' defaults: they live in Python,
-not in ``defaults.yaml``, because a runner on the master must resolve them without a
-fileserver round-trip.
+``validate(etcd_pillar)`` returns ``(errors, warnings)``: every problem at once, each naming
+the pillar key, the bad value and what was expected (with the close known key for a typo).
+Pure functions, no I/O: ``etcd.assert`` runs it first in highstate, and every orchestration
+runs it first on the master.
 """
 
-import copy
 import difflib
-import hashlib
 import ipaddress
+import os
 import posixpath
 import re
+import sys
 
-# Cluster-level settings, with the Pigsty parameter each one stands for.
-CLUSTER_DEFAULTS = {
-    "members": {},  # minion id -> {seq (etcd_seq), address}
-    "safeguard": False,  # etcd_safeguard: never purge a running member
-    "clean": False,  # etcd_clean: purge an existing member's data when (re)initialising
-    "data_dir": "/var/lib/etcd/data",  # etcd_data
-    "client_port": 2379,  # etcd_port
-    "peer_port": 2380,  # etcd_peer_port
-    "metrics_port": 2381,  # plain-HTTP /metrics and /health, so scrapers need no client cert
-    "init": "auto",  # etcd_init: auto (derived from what runs) | new | existing
-    "election_timeout": 1000,  # etcd_election_timeout (ms)
-    "heartbeat_interval": 100,  # etcd_heartbeat_interval (ms)
-    "quota_backend_bytes": 2 * 1024**3,
-    "auto_compaction_mode": "periodic",
-    "auto_compaction_retention": "1h",
-    "snapshot_count": 10000,
-    "incarnation": 1,  # part of initial-cluster-token: bump it to re-create a cluster
-    "enable_v2": False,  # only for vip-manager 1.x; etcd 3.6 has no v2 store
-    # kind -> {target, tgt_type, ...}: the minions whose endpoint lists salt-run
-    # etcd.refresh_endpoints keeps to the voting members (etcd/clients/<kind>.sls)
-    "clients": {},
-}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
 
-PKI_DEFAULTS = {
-    "ca_server": "master",  # minion id holding the CA key; never an etcd member
-    "ca_dir": "/etc/pki/etcd-ca",
-    "days_valid": 825,
-    "days_remaining": 30,
-    "ca_days_valid": 3650,  # the CA certificate's validity, when the formula generates it
-    "ca_provided": False,  # true: the user put ca.key and ca.crt in ca_dir; never written then
-    "key_algo": "ec",  # member keys (and a generated CA key): ec or rsa
-    "key_size": 256,  # ec: 256, 384, 521; rsa: 2048, 3072, 4096
-}
-
-# The key sizes each key algorithm accepts (Salt's x509_v2).
-KEY_SIZES = {"ec": (256, 384, 521), "rsa": (2048, 3072, 4096)}
-
-# Where things live on an etcd member.
-PATHS = {
-    "config_dir": "/etc/etcd",
-    "config_file": "/etc/etcd/etcd.conf.yml",
-    "pki_dir": "/etc/etcd/pki",
-    "ca_file": "/etc/etcd/pki/ca.crt",
-    "client_cert_file": "/etc/etcd/pki/client.crt",
-    "client_key_file": "/etc/etcd/pki/client.key",
-    "peer_cert_file": "/etc/etcd/pki/peer.crt",
-    "peer_key_file": "/etc/etcd/pki/peer.key",
-    "server_cert_file": "/etc/etcd/pki/server.crt",
-    "server_key_file": "/etc/etcd/pki/server.key",
-    "unit_file": "/etc/systemd/system/etcd.service",
-    "env_file": "/etc/profile.d/etcdctl.sh",
-}
-
-
-def clusters(etcd_pillar):
-    """
-    Every cluster of the pillar, each merged over CLUSTER_DEFAULTS.
-    """
-    merged = {}
-    for name, cluster in ((etcd_pillar or {}).get("clusters") or {}).items():
-        settings = copy.deepcopy(CLUSTER_DEFAULTS)
-        settings.update(copy.deepcopy(cluster or {}))
-        settings["name"] = name
-        merged[name] = settings
-    return merged
-
-
-def pki(etcd_pillar):
-    """
-    The PKI settings merged over PKI_DEFAULTS.
-    """
-    settings = dict(PKI_DEFAULTS)
-    settings.update((etcd_pillar or {}).get("pki") or {})
-    return settings
-
-
-def cluster_of(etcd_pillar, minion_id):
-    """
-    The merged settings of the one cluster ``minion_id`` is a member of, or None.
-    """
-    for cluster in clusters(etcd_pillar).values():
-        if minion_id in (cluster.get("members") or {}):
-            return cluster
-    return None
-
-
-def cluster_named(etcd_pillar, name):
-    """
-    The merged settings of cluster ``name``; KeyError naming the known ones if absent.
-    """
-    found = clusters(etcd_pillar)
-    if name not in found:
-        raise KeyError(
-            "no etcd cluster named {!r} in pillar (known: {})".format(
-                name, ", ".join(sorted(found)) or "none"
-            )
-        )
-    return found[name]
-
-
-def member_name(cluster, minion_id):
-    """
-    etcd's member name: ``<cluster>-<seq>``, as Pigsty names them.
-    """
-    return "{}-{}".format(cluster["name"], cluster["members"][minion_id]["seq"])
-
-
-def _url(address, port, scheme="https"):
-    host = "[{}]".format(address) if ":" in str(address) else address
-    return "{}://{}:{}".format(scheme, host, port)
-
-
-def peer_url(cluster, minion_id):
-    return _url(cluster["members"][minion_id]["address"], cluster["peer_port"])
-
-
-def client_url(cluster, minion_id):
-    return _url(cluster["members"][minion_id]["address"], cluster["client_port"])
-
-
-def client_urls(cluster, minion_ids=None):
-    """
-    Client URLs of the pillar members (all of them, or ``minion_ids``), ordered by seq.
-    """
-    members = cluster["members"]
-    wanted = [m for m in members if minion_ids is None or m in minion_ids]
-    return [client_url(cluster, m) for m in sorted(wanted, key=lambda m: members[m]["seq"])]
-
-
-def voting_client_urls(cluster, members=None):
-    """
-    Client URLs of the pillar members that vote, by seq: those whose peer URL is a voter's
-    in ``members`` (the real membership, as ``etcd_cluster.members`` lists it). All the
-    pillar members when ``members`` is None (no cluster to ask) or names none of them.
-    A learner serves no client request: clients must not be given it.
-    """
-    if members is None:
-        return client_urls(cluster)
-    voting_peer_urls = {url for m in members if not m["is_learner"] for url in m["peer_urls"]}
-    voting = [m for m in cluster["members"] if peer_url(cluster, m) in voting_peer_urls]
-    return client_urls(cluster, voting) if voting else client_urls(cluster)
-
-
-def initial_cluster_token(cluster):
-    """
-    A token unique to this cluster's incarnation: the same on every member (they bootstrap
-    independently), different when the cluster is re-created with a bumped ``incarnation``.
-    """
-    digest = hashlib.sha256(
-        "{}:{}".format(cluster["name"], cluster["incarnation"]).encode()
-    ).hexdigest()[:8]
-    return "{}-{}".format(cluster["name"], digest)
-
-
-# -- the member's etcd config file ----------------------------------------------------------------
-
-# Set when a member first starts; etcd ignores them once its data dir holds a member.
-INITIAL_KEYS = ("initial-cluster", "initial-cluster-state", "initial-cluster-token")
-
-
-def initial_settings(config):
-    """The INITIAL_KEYS values of a config file's settings, or None if any is missing."""
-    if not isinstance(config, dict) or not all(key in config for key in INITIAL_KEYS):
-        return None
-    return {key: config[key] for key in INITIAL_KEYS}
-
-
-def joining_initial_cluster(members, member_name, peer_url):
-    """
-    ``initial-cluster`` for a member joining a running cluster: the real membership
-    (``members`` as ``etcd_cluster.members`` lists them), this member named ``member_name``.
-    ValueError when this member (``peer_url``) was never added, or another member never
-    started (its name is unknown then).
-    """
-    parts, found = [], False
-    for member in members:
-        name = member["name"]
-        if peer_url in member["peer_urls"]:
-            name, found = member_name, True
-        if not name:
-            raise ValueError(
-                "member {} ({}) was added but never started: start or remove it first".format(
-                    member["id"], ",".join(member["peer_urls"])
-                )
-            )
-        parts.extend("{}={}".format(name, url) for url in member["peer_urls"])
-    if not found:
-        raise ValueError(
-            "the running cluster has no member with peer URL {}: add it first "
-            "(etcd_member.present), then apply again".format(peer_url)
-        )
-    return ",".join(parts)
-
-
-def member_config(settings, initial, etcd_version=None):
-    """
-    The content of the member's etcd config file (etcd's YAML keys, in a stable order):
-    ``settings`` as ``member_settings`` gives them, ``initial`` the INITIAL_KEYS values.
-    """
-    paths = settings["paths"]
-    address = settings["address"]
-    config = {
-        "name": settings["member_name"],
-        "data-dir": settings["data_dir"],
-        "listen-peer-urls": settings["peer_url"],
-        "listen-client-urls": "{},{}".format(
-            settings["client_url"], _url("127.0.0.1", settings["client_port"])
-        ),
-        "listen-metrics-urls": "{},{}".format(
-            _url(address, settings["metrics_port"], "http"),
-            _url("127.0.0.1", settings["metrics_port"], "http"),
-        ),
-        "advertise-client-urls": settings["client_url"],
-        "initial-advertise-peer-urls": settings["peer_url"],
-    }
-    config.update((key, initial[key]) for key in INITIAL_KEYS)
-    config.update(
-        {
-            "heartbeat-interval": settings["heartbeat_interval"],
-            "election-timeout": settings["election_timeout"],
-            "quota-backend-bytes": settings["quota_backend_bytes"],
-            "auto-compaction-mode": settings["auto_compaction_mode"],
-            # etcd reads it as a string: a bare YAML number would not load
-            "auto-compaction-retention": str(settings["auto_compaction_retention"]),
-            "snapshot-count": settings["snapshot_count"],
-            "client-transport-security": {
-                "cert-file": paths["server_cert_file"],
-                "key-file": paths["server_key_file"],
-                "trusted-ca-file": paths["ca_file"],
-                "client-cert-auth": True,
-                "auto-tls": False,
-            },
-            "peer-transport-security": {
-                "cert-file": paths["peer_cert_file"],
-                "key-file": paths["peer_key_file"],
-                "trusted-ca-file": paths["ca_file"],
-                "client-cert-auth": True,
-                "auto-tls": False,
-            },
-            # off by default when etcd reads a config file (3.4): the formula's client speaks it
-            "enable-grpc-gateway": True,
-            "logger": "zap",
-            "log-outputs": ["stderr"],
-        }
-    )
-    version = version_tuple(etcd_version)
-    if settings.get("enable_v2") and (version is None or version < (3, 6)):
-        config["enable-v2"] = True
-    return config
-
-
-# -- validation -----------------------------------------------------------------------------------
+from etcd_settings import (  # noqa: E402
+    BACKUP_DEFAULTS,
+    CLIENT_DEFAULTS,
+    CLUSTER_DEFAULTS,
+    KEY_SIZES,
+    MONITORING_DEFAULTS,
+    PKI_DEFAULTS,
+    version_tuple,
+)
 
 # Keys a cluster may set besides its members, and keys of one member.
 MEMBER_KEYS = ("seq", "address")
-TOP_KEYS = ("clusters", "pki", "pkg")
+TOP_KEYS = ("clusters", "pki", "pkg", "backup", "monitoring")
 PKG_KEYS = ("server", "client", "version")
 PKI_KEYS = tuple(PKI_DEFAULTS)
 INIT_VALUES = ("auto", "new", "existing")
@@ -309,12 +69,6 @@ def _unknown_keys(where, given, known):
     return problems
 
 
-def version_tuple(version):
-    """
-    (major, minor) of an etcd or Debian package version ("3.5.16-4", "1:3.6.0"), or None.
-    """
-    match = re.match(r"^(?:[0-9]+:)?([0-9]+)\.([0-9]+)", str(version or ""))
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _check_int(problems, where, value, minimum=None, maximum=None, expected=None):
@@ -339,11 +93,79 @@ def _check_bool(problems, where, value):
         problems.append("{}: {!r}: expected true or false".format(where, value))
 
 
-def _check_abs_path(problems, where, value):
-    if not isinstance(value, str) or not posixpath.isabs(value) or posixpath.normpath(value) == "/":
-        problems.append(
-            "{}: {!r}: expected an absolute path (not /), e.g. /var/lib/etcd/data".format(where, value)
-        )
+# Directories the formula never takes for etcd's data (it chowns and may delete that dir):
+# the system's own, exactly, and anything below the trees that belong to the system.
+SYSTEM_DIRS = frozenset((
+    "/", "/bin", "/boot", "/data", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64",
+    "/libx32", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys",
+    "/tmp", "/usr", "/var", "/var/backups", "/var/cache", "/var/lib", "/var/local",
+    "/var/lock", "/var/log", "/var/mail", "/var/opt", "/var/run", "/var/spool", "/var/tmp",
+))
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                "/proc", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var/tmp", "/var/run",
+                "/var/log", "/var/cache")
+MIN_PATH_DEPTH = 2  # /data/etcd (Pigsty's default) is the shallowest accepted
+
+
+def path_problem(value, example="/var/lib/etcd/data", trees=True):
+    """
+    Why ``value`` is not a directory the formula may own and delete, or None: it must be a
+    normalised absolute path (no ``..``, ``.``, ``//``), at least MIN_PATH_DEPTH deep, not
+    a system directory nor (``trees``) inside a system tree. The one rule for every path
+    the formula deletes (data dirs, archives, backups); destructive steps check it again.
+    ``trees=False`` for a directory the formula only writes into (the CA's, under /etc).
+    """
+    if not isinstance(value, str) or not value:
+        return "{!r}: expected an absolute path, e.g. {}".format(value, example)
+    if not posixpath.isabs(value):
+        return "{!r}: expected an absolute path, e.g. {}".format(value, example)
+    parts = value.rstrip("/").split("/")[1:]
+    if any(part in ("", ".", "..") for part in parts) or posixpath.normpath(value) != value.rstrip("/"):
+        return "{!r}: expected a normalised path (no '..', '.' or '//'), e.g. {}".format(
+            value, example)
+    path = value.rstrip("/") or "/"
+    if path in SYSTEM_DIRS or (trees and any(path.startswith(t + "/") for t in SYSTEM_TREES)):
+        return "{!r}: a system directory (or inside one): expected a directory of etcd's own, " \
+               "e.g. {}".format(value, example)
+    if len(parts) < MIN_PATH_DEPTH:
+        return "{!r}: expected a directory at least {} levels deep, e.g. {}".format(
+            value, MIN_PATH_DEPTH, example)
+    return None
+
+
+def _check_path(problems, where, value, example="/var/lib/etcd/data", trees=True):
+    problem = path_problem(value, example, trees)
+    if problem:
+        problems.append("{}: {}".format(where, problem))
+
+
+# A plain minion id: what an orchestration argument may be, never a target expression.
+MINION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+
+
+def minion_id_problem(value, where="etcd_member"):
+    """
+    Why ``value`` is not a plain minion id (letters, digits, '.', '_', '-'; no glob,
+    list, compound or other target expression, no whitespace), or None. Checked before any
+    orchestration renders it.
+    """
+    if isinstance(value, str) and MINION_ID_RE.fullmatch(value):
+        return None
+    return ("{}: {!r}: expected one plain minion id (letters, digits, '.', '_', '-'), not a "
+            "target expression, a list or anything with whitespace".format(where, value))
+
+
+# An etcd or Debian package version ("3.5.30", "3.5.30-2", "1:3.5.30-2+b1"): it reaches a
+# package manager and a rendered SLS, so nothing else passes.
+VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9]+\.[0-9]+\.[0-9]+(?:-[A-Za-z0-9.+~]+)?$")
+
+
+def version_problem(value, where="etcd_version"):
+    """Why ``value`` is not an etcd version (3.5.30) or a package version (3.5.30-2), or None."""
+    if isinstance(value, str) and VERSION_RE.fullmatch(value):
+        return None
+    return ("{}: {!r}: expected an etcd version like 3.5.30 or a package version like "
+            "3.5.30-2".format(where, value))
 
 
 def _member_address(where, address, problems):
@@ -381,6 +203,9 @@ def _validate_members(where, members, errors):
     seqs = {}
     for minion_id, member in members.items():
         mwhere = "{}:{}".format(where, minion_id)
+        if minion_id_problem(minion_id, where=where) is not None:
+            errors.append("{}: {!r}: expected a plain minion id (letters, digits, '.', '_', "
+                          "'-'): the formula targets members by their id".format(where, minion_id))
         if not isinstance(member, dict):
             errors.append(
                 "{}: {!r}: expected {{seq: N, address: IP}}".format(mwhere, member)
@@ -420,48 +245,115 @@ def _validate_members(where, members, errors):
     return addresses
 
 
-# Client kinds (etcd/clients/<kind>.sls) and their keys (defaults: etcd/clients/defaults.yaml).
-CLIENT_KEYS = {
-    "patroni": ("target", "tgt_type", "config", "service", "user", "cacert", "cert", "key"),
-    "vip_manager": ("target", "tgt_type", "version", "config", "service", "user", "cacert", "cert",
-                    "key", "ip", "netmask", "interface", "trigger_key", "trigger_value"),
-    "prometheus": ("target", "tgt_type", "targets_file"),
-}
+# Client kinds (etcd/clients/<kind>.sls) and their keys (defaults: etcd_settings.CLIENT_DEFAULTS).
+CLIENT_KEYS = {kind: tuple(defaults) + ("kind",) for kind, defaults in CLIENT_DEFAULTS.items()}
+# The client kinds that get a client certificate from the formula (etcd.client).
+CERTIFICATE_KINDS = ("patroni", "vip_manager")
+# The target types a minion evaluates with match.<type> (etcd/clients/map.jinja): not
+# nodegroup or range, which only the master knows.
 TGT_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre",
-             "nodegroup", "range", "compound", "ipcidr")
+             "compound", "ipcidr")
 
 
 def _validate_clients(where, clients, enable_v2, errors):
-    """Check ``clients``: kind -> {target, tgt_type, ...} (see CLIENT_KEYS)."""
+    """Check ``clients``: name -> {kind, target, tgt_type, ...} (see CLIENT_KEYS)."""
     if not isinstance(clients, dict):
-        errors.append("{}: {!r}: expected a mapping of client kind ({}) -> {{target: ...}}".format(
-            where, clients, ", ".join(sorted(CLIENT_KEYS))))
+        errors.append("{}: {!r}: expected a mapping of client name -> {{kind: {}, target: "
+                      "...}}".format(where, clients, "|".join(sorted(CLIENT_KEYS))))
         return
-    errors.extend(_unknown_keys(where, clients, tuple(CLIENT_KEYS)))
-    for kind, spec in clients.items():
-        if kind not in CLIENT_KEYS:
-            continue
-        kwhere = "{}:{}".format(where, kind)
+    for name, spec in clients.items():
+        kwhere = "{}:{}".format(where, name)
         if not isinstance(spec, dict):
-            errors.append("{}: {!r}: expected {{target: <minions>, tgt_type: glob}}".format(
+            errors.append("{}: {!r}: expected {{target: <minions>, tgt_type: list}}".format(
                 kwhere, spec))
             continue
+        kind = spec.get("kind", name)
+        if kind not in CLIENT_KEYS:
+            close = difflib.get_close_matches(str(kind), list(CLIENT_KEYS), n=1, cutoff=0.6)
+            errors.append("{}{}: {!r}: expected a client kind ({}){}".format(
+                kwhere, ":kind" if "kind" in spec else "", kind, ", ".join(sorted(CLIENT_KEYS)),
+                ": did you mean {!r}?".format(close[0]) if close else ""))
+            continue
         errors.extend(_unknown_keys(kwhere, spec, CLIENT_KEYS[kind]))
-        if not isinstance(spec.get("target"), str) or not spec.get("target"):
+        if not isinstance(spec.get("target"), (str, list)) or not spec.get("target"):
             errors.append("{}:target: {!r}: expected a target expression naming the {} "
                           "minions".format(kwhere, spec.get("target"), kind))
-        if spec.get("tgt_type", "glob") not in TGT_TYPES:
-            errors.append("{}:tgt_type: {!r}: expected one of {}".format(
-                kwhere, spec.get("tgt_type"), ", ".join(TGT_TYPES)))
+        tgt_type = spec.get("tgt_type", "glob")
+        if tgt_type not in TGT_TYPES:
+            errors.append("{}:tgt_type: {!r}: expected one of {} (a minion evaluates it: "
+                          "nodegroup and range are the master's)".format(
+                              kwhere, tgt_type, ", ".join(TGT_TYPES)))
+        elif (kind in CERTIFICATE_KINDS and spec.get("target")
+              and not (isinstance(spec.get("target"), list) or tgt_type == "list")):
+            errors.append("{}:target: {!r} ({}): expected the exact minion ids of the {} hosts "
+                          "(a list, or tgt_type: list): the CA issues their client "
+                          "certificates to exact ids only, never to a pattern".format(
+                              kwhere, spec.get("target"), tgt_type, kind))
         if kind == "vip_manager":
             version = spec.get("version", 1)
-            if version not in (1, 2):
+            if not _is_int(version) or version < 1:
                 errors.append("{}:version: {!r}: expected 1 (vip-manager 1.x, etcd v2 API) "
-                              "or 2 (2.x, v3 API)".format(kwhere, version))
+                              "or 2 and later (v3 API)".format(kwhere, version))
             elif version == 1 and enable_v2 is not True:
                 errors.append("{}:version: 1: vip-manager 1.x speaks etcd's v2 API only: "
                               "expected enable_v2: true on the cluster (etcd < 3.6), or "
                               "version: 2".format(kwhere))
+
+
+def _secret_problem(where, value, required):
+    """Why a secret is not usable, never showing it (None when it is)."""
+    if value is None:
+        return "{}: missing: expected a password (a string; pillar or sdb)".format(where) \
+            if required else None
+    if not isinstance(value, str) or not value or "\n" in value:
+        return "{}: (hidden) of type {}: expected a non-empty one-line string".format(
+            where, type(value).__name__)
+    return None
+
+
+def _validate_auth(where, settings, errors, warnings):
+    """etcd RBAC: root's password and, with auth on, what each client logs in with."""
+    auth_on = settings["auth"] is True
+    problem = _secret_problem(where + ":root_password", settings.get("root_password"), auth_on)
+    if problem:
+        errors.append(problem + (" (auth: true needs it)" if auth_on else ""))
+    clients = settings.get("clients")
+    if not isinstance(clients, dict):
+        return
+    for name, spec in clients.items():
+        if not isinstance(spec, dict):
+            continue
+        kwhere = "{}:clients:{}".format(where, name)
+        kind = spec.get("kind", name)
+        if kind == "patroni":
+            scope = spec.get("scope")
+            if scope is not None and (not isinstance(scope, str) or not re.match(
+                    r"^[A-Za-z0-9_.-]+$", scope)):
+                errors.append("{}:scope: {!r}: expected patroni's scope (letters, digits, "
+                              "'.', '_', '-')".format(kwhere, scope))
+            namespace = spec.get("namespace", "/service")
+            if not isinstance(namespace, str) or not namespace.startswith("/"):
+                errors.append("{}:namespace: {!r}: expected patroni's namespace, a path such "
+                              "as /service".format(kwhere, namespace))
+            if auth_on and not scope:
+                errors.append("{}:scope: missing: with auth: true patroni's etcd user gets "
+                              "readwrite on /<namespace>/<scope>/ only: name its scope".format(kwhere))
+            problem = _secret_problem(kwhere + ":password", spec.get("password"), auth_on)
+            if problem:
+                errors.append(problem)
+        elif kind == "vip_manager":
+            version = spec.get("version", 1)
+            if auth_on and _is_int(version) and version >= 2:
+                problem = _secret_problem(kwhere + ":password", spec.get("password"), True)
+                if problem:
+                    errors.append(problem)
+                if not spec.get("trigger_key"):
+                    errors.append("{}:trigger_key: missing: with auth: true vip-manager's etcd "
+                                  "user may read its trigger key only: name it".format(kwhere))
+            elif auth_on and version == 1:
+                warnings.append("{}: vip-manager 1.x reads etcd's v2 API, which etcd's "
+                                "authentication does not cover: it stays unrestricted (use "
+                                "vip-manager 2.x or later, version: 2)".format(kwhere))
 
 
 def _validate_cluster(name, cluster, etcd_version, errors, warnings):
@@ -525,10 +417,11 @@ def _validate_cluster(name, cluster, etcd_version, errors, warnings):
                 where, settings["init"], ", ".join(INIT_VALUES)
             )
         )
-    _check_abs_path(errors, where + ":data_dir", settings["data_dir"])
+    _check_path(errors, where + ":data_dir", settings["data_dir"])
     _validate_clients(where + ":clients", settings["clients"], settings["enable_v2"], errors)
-    for key in ("safeguard", "clean", "enable_v2"):
+    for key in ("safeguard", "clean", "enable_v2", "metrics_on_address", "auth"):
         _check_bool(errors, "{}:{}".format(where, key), settings[key])
+    _validate_auth(where, settings, errors, warnings)
     if settings["enable_v2"] is True:
         version = version_tuple(etcd_version)
         if version is not None and version >= (3, 6):
@@ -549,6 +442,16 @@ def _validate_cluster(name, cluster, etcd_version, errors, warnings):
                expected="a positive integer")
     _check_int(errors, where + ":incarnation", settings["incarnation"], 1,
                expected="a positive integer")
+    if settings["health_interval"] is not None:
+        _check_int(errors, where + ":health_interval", settings["health_interval"], 5,
+                   expected="seconds, at least 5 (or null: no health events)")
+    _check_int(errors, where + ":defrag_min_bytes", settings["defrag_min_bytes"], 0,
+               expected="an integer >= 0 (bytes: smaller dbs are never defragmented)")
+    for key in ("defrag_in_use_ratio", "nospace_margin"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            errors.append("{}:{}: {!r}: expected a fraction between 0 and 1 (e.g. 0.5)".format(
+                where, key, value))
 
     mode = settings["auto_compaction_mode"]
     retention = settings["auto_compaction_retention"]
@@ -582,13 +485,13 @@ def _validate_pki(pki_pillar, errors):
     errors.extend(_unknown_keys(where, pki_pillar, PKI_KEYS))
     settings = dict(PKI_DEFAULTS)
     settings.update(pki_pillar)
-    if not isinstance(settings["ca_server"], str) or not settings["ca_server"]:
+    if minion_id_problem(settings["ca_server"]) is not None:
         errors.append(
             "{}:ca_server: {!r}: expected the minion id of the CA server".format(
                 where, settings["ca_server"]
             )
         )
-    _check_abs_path(errors, where + ":ca_dir", settings["ca_dir"])
+    _check_path(errors, where + ":ca_dir", settings["ca_dir"], "/etc/pki/etcd-ca", trees=False)
     _check_bool(errors, where + ":ca_provided", settings["ca_provided"])
     _check_int(errors, where + ":ca_days_valid", settings["ca_days_valid"], 1)
     if _check_int(errors, where + ":days_valid", settings["days_valid"], 1) and _check_int(
@@ -601,21 +504,71 @@ def _validate_pki(pki_pillar, errors):
                     where, settings["days_remaining"], settings["days_valid"]
                 )
             )
-    if settings["key_algo"] not in KEY_SIZES:
-        errors.append(
-            "{}:key_algo: {!r}: expected one of {}".format(
-                where, settings["key_algo"], ", ".join(sorted(KEY_SIZES))
-            )
-        )
-    elif settings["key_size"] not in KEY_SIZES[settings["key_algo"]]:
-        errors.append(
-            "{}:key_size: {!r}: expected one of {} for key_algo {}".format(
-                where, settings["key_size"],
-                ", ".join(str(s) for s in KEY_SIZES[settings["key_algo"]]) or "none (null)",
-                settings["key_algo"],
-            )
-        )
+    client_days = settings["client_days_valid"]
+    if client_days is not None and _check_int(errors, where + ":client_days_valid", client_days, 1,
+                                              expected="days (a positive integer), or null"):
+        if _is_int(settings["days_remaining"]) and client_days <= settings["days_remaining"]:
+            errors.append("{}:client_days_valid: {}: expected more than days_remaining ({}), or "
+                          "every run would renew the client certificates".format(
+                              where, client_days, settings["days_remaining"]))
+    for algo, size in (("ca_key_algo", "ca_key_size"), ("key_algo", "key_size")):
+        _check_key(errors, where, settings, algo, size)
     return settings
+
+
+def _check_key(errors, where, settings, algo_key, size_key):
+    if settings[algo_key] not in KEY_SIZES:
+        errors.append(
+            "{}:{}: {!r}: expected one of {}".format(
+                where, algo_key, settings[algo_key], ", ".join(sorted(KEY_SIZES))
+            )
+        )
+    elif settings[size_key] not in KEY_SIZES[settings[algo_key]]:
+        errors.append(
+            "{}:{}: {!r}: expected one of {} for {} {}".format(
+                where, size_key, settings[size_key],
+                ", ".join(str(s) for s in KEY_SIZES[settings[algo_key]]) or "none (null)",
+                algo_key, settings[algo_key],
+            )
+        )
+
+
+def _validate_monitoring(monitoring_pillar, errors):
+    where = "etcd:monitoring"
+    if monitoring_pillar is None:
+        return
+    if not isinstance(monitoring_pillar, dict):
+        errors.append("{}: {!r}: expected a mapping (textfile_dir)".format(where, monitoring_pillar))
+        return
+    errors.extend(_unknown_keys(where, monitoring_pillar, tuple(MONITORING_DEFAULTS)))
+    directory = monitoring_pillar.get("textfile_dir", MONITORING_DEFAULTS["textfile_dir"])
+    if directory is not None and (not isinstance(directory, str) or not directory.startswith("/")):
+        errors.append("{}:textfile_dir: {!r}: expected an absolute path (node_exporter's "
+                      "--collector.textfile.directory), or null".format(where, directory))
+
+
+def _validate_backup(backup_pillar, errors):
+    where = "etcd:backup"
+    if not isinstance(backup_pillar, dict):
+        errors.append("{}: {!r}: expected a mapping".format(where, backup_pillar))
+        return
+    errors.extend(_unknown_keys(where, backup_pillar, tuple(BACKUP_DEFAULTS)))
+    settings = dict(BACKUP_DEFAULTS, **backup_pillar)
+    _check_path(errors, where + ":dir", settings["dir"], "/var/backups/etcd")
+    _check_int(errors, where + ":keep", settings["keep"], 1, expected="a positive integer")
+    _check_int(errors, where + ":max_age_days", settings["max_age_days"], 1,
+               expected="a positive integer (days)")
+    _check_int(errors, where + ":max_age_hours", settings["max_age_hours"], 1,
+               expected="a positive integer (hours)")
+    if settings["interval_hours"] is not None:
+        _check_int(errors, where + ":interval_hours", settings["interval_hours"], 1,
+                   expected="a positive integer (hours between snapshots), or null")
+    command = settings["offsite_command"]
+    if command is not None and not (isinstance(command, list) and command
+                                    and all(isinstance(a, str) and a for a in command)):
+        errors.append("{}:offsite_command: {!r}: expected a command as a list of arguments, "
+                      "e.g. [rsync, -a, '{{file}}', 'backup-host:/srv/etcd/'], or null".format(
+                          where, command))
 
 
 def _validate_pkg(pkg_pillar, errors):
@@ -636,6 +589,16 @@ def _validate_pkg(pkg_pillar, errors):
         )
 
 
+def plain(value):
+    """``value`` with Salt's masked pillar containers (3008: their repr shows ``**********``)
+    made plain dicts and lists again, so messages show the offending value."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def validate(etcd_pillar, minion_id=None, etcd_version=None):
     """
     Every problem of the ``etcd`` pillar at once: ``(errors, warnings)``, two lists of
@@ -644,6 +607,7 @@ def validate(etcd_pillar, minion_id=None, etcd_version=None):
     ``minion_id``: also an error when that minion is in no cluster. ``etcd_version``: the
     etcd that runs or will run (default: ``etcd:pkg:version``), for version-bound settings.
     """
+    etcd_pillar = plain(etcd_pillar)
     errors, warnings = [], []
     if not isinstance(etcd_pillar, dict):
         return (
@@ -651,11 +615,13 @@ def validate(etcd_pillar, minion_id=None, etcd_version=None):
             warnings,
         )
     errors.extend(_unknown_keys("etcd", etcd_pillar, TOP_KEYS))
+    _validate_monitoring(etcd_pillar.get("monitoring"), errors)
     pkg_pillar = etcd_pillar.get("pkg") or {}
     _validate_pkg(pkg_pillar, errors)
     if etcd_version is None and isinstance(pkg_pillar, dict):
         etcd_version = pkg_pillar.get("version")
     pki_settings = _validate_pki(etcd_pillar.get("pki") or {}, errors)
+    _validate_backup(etcd_pillar.get("backup") or {}, errors)
 
     clusters_pillar = etcd_pillar.get("clusters")
     if not isinstance(clusters_pillar, dict) or not clusters_pillar:
@@ -713,61 +679,3 @@ def validate(etcd_pillar, minion_id=None, etcd_version=None):
     return errors, warnings
 
 
-def initial_cluster(cluster, minion_ids=None):
-    """
-    etcd's ``initial-cluster`` for the pillar members (all, or ``minion_ids``):
-    ``<member name>=<peer URL>,...`` ordered by seq.
-    """
-    members = cluster["members"]
-    wanted = [m for m in members if minion_ids is None or m in minion_ids]
-    return ",".join(
-        "{}={}".format(member_name(cluster, m), peer_url(cluster, m))
-        for m in sorted(wanted, key=lambda m: members[m]["seq"])
-    )
-
-
-def client_tls_files():
-    """The CA and client certificate a member's tools use to reach its etcd."""
-    return {
-        "ca_file": PATHS["ca_file"],
-        "cert_file": PATHS["client_cert_file"],
-        "key_file": PATHS["client_key_file"],
-    }
-
-
-def member_settings(etcd_pillar, minion_id):
-    """
-    Everything ``minion_id``'s etcd member is configured from: its cluster's merged settings
-    plus its own names and URLs, the cluster's endpoints, PKI settings and file paths.
-    None when the minion is a member of no cluster, or when the pillar is too broken to
-    resolve it (a seq that is no number, a member without address...): the SLS files still
-    render then, and ``etcd.assert`` fails naming every problem (``validate``).
-    """
-    try:
-        return _member_settings(etcd_pillar, minion_id)
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _member_settings(etcd_pillar, minion_id):
-    cluster = cluster_of(etcd_pillar, minion_id)
-    if cluster is None:
-        return None
-    settings = copy.deepcopy(cluster)
-    member = cluster["members"][minion_id]
-    settings.update(
-        {
-            "minion_id": minion_id,
-            "seq": member["seq"],
-            "address": member["address"],
-            "member_name": member_name(cluster, minion_id),
-            "peer_url": peer_url(cluster, minion_id),
-            "client_url": client_url(cluster, minion_id),
-            "endpoints": client_urls(cluster),
-            "initial_cluster": initial_cluster(cluster),
-            "initial_cluster_token": initial_cluster_token(cluster),
-            "pki": pki(etcd_pillar),
-            "paths": dict(PATHS),
-        }
-    )
-    return settings
