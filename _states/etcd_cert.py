@@ -1,113 +1,64 @@
 """
-An etcd member's TLS files, on Salt's x509_v2 remote signing.
+The formula's TLS files, issued by its own CA (``_modules/etcd_ca.py`` on the CA server).
 
-- ``managed``: a key generated on the member (0600; it never leaves the member) and its
-  certificate, signed by the CA server under a signing policy (``peer``, ``server`` or
-  ``client`` usage), renewed when fewer than ``days_remaining`` days remain.
+- ``certificates_managed``: a member's (or a client's) certificates, each with its key: the
+  certificates that are not what the pillar says this minion holds (``etcd_pki.identity``),
+  not the CA's, or near their end are requested in ONE request (an event the master's
+  reactor hands to the CA server; the answer comes back through the mine: no master worker
+  waits on another minion meanwhile); a key of the wanted kind is kept (its certificate
+  alone is replaced), a new key is made in memory and written only with its certificate;
+  a failure leaves the old pair in place.
 - ``ca_published``: on the CA server, its CA certificate published in the Salt mine.
-- ``ca_bundle_managed``: on a member, the CA certificate file written from the mine.
-- ``ca_managed``: on the CA server, the CA itself (created once, or yours).
+- ``ca_bundle_managed``: on a member or client, the CA certificate file written from the mine.
+- ``ca_managed``: on the CA server, the CA itself (created once, never rewritten; or yours).
 
-Remote signing needs the master to let minions call ``x509.sign_remote_certificate`` on the
-CA server (``peer`` in the master config) and the policies in the CA server's pillar
-``x509_signing_policies`` (see pillar.example).
-
-``managed`` judges the key and certificate itself and calls x509_v2's execution functions
-(``x509.create_private_key``, ``x509.create_certificate``) only to make new ones, then
-writes with ``file.managed``. x509_v2's own states write through ``state.single``, which in
-a minion job compiles the pillar again from the master for every file (seconds per
-certificate) and, on Salt 3008, can fail under concurrency ("dictionary keys changed during
-iteration" in Tornado's IOLoop registry).
+The master needs the reactor (README): ``reactor: [{'etcd/cert/request':
+['salt://etcd/reactor/sign.sls']}]``.
 
 .. code-block:: yaml
 
-    etcd-pki-peer-cert-managed:
-      etcd_cert.managed:
-        - name: /etc/etcd/pki/peer.crt
-        - key: /etc/etcd/pki/peer.key
-        - usage: peer
+    etcd-pki-certificates-managed:
+      etcd_cert.certificates_managed:
+        - name: etcd member certificates
         - ca_server: master
-        - signing_policy: etcd-peer
-        - common_name: etcd-1
-        - address: 10.77.0.11
         - ca_file: /etc/etcd/pki/ca.crt
+        - certificates:
+          - {usage: peer, cert: /etc/etcd/pki/peer.crt, key: /etc/etcd/pki/peer.key, user: etcd}
 """
 
-import datetime
-import ipaddress
+import grp
+import os
+import pwd
+import time
+import uuid
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 try:
     from cryptography import x509 as cx509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    EKU_OIDS = {
-        "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
-        "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    }
-    KEY_TYPES = {"ec": ec.EllipticCurvePrivateKey, "rsa": rsa.RSAPrivateKey}
-except ImportError:  # x509_v2 is then unavailable too: __virtual__ says so
-    pass
+    HAS_CRYPTOGRAPHY = True
+except ImportError:
+    HAS_CRYPTOGRAPHY = False
 
 __virtualname__ = "etcd_cert"
 
-# Extended key usages per certificate role. The server certificate is also a client one:
-# etcd's JSON gateway (what the formula's client speaks) dials etcd's own gRPC server with
-# it, and etcd refuses that dial ("incompatible key usage") when client-cert-auth is on.
-EXTENDED_KEY_USAGES = {
-    "peer": "serverAuth, clientAuth",
-    "server": "serverAuth, clientAuth",
-    "client": "clientAuth",
-}
-# The usages a server certificate is dialled under need these SANs; a client one needs none.
-USAGES_WITH_SANS = ("peer", "server")
-
 # Mine entry (on the CA server) holding the CA certificate's PEM text.
 CA_MINE_FUNCTION = "etcd_ca_cert"
+# The event a minion asks the CA server with (the master's reactor answers it).
+REQUEST_TAG = "etcd/cert/request"
+POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 2.0
 
 
 def __virtual__():
-    if "x509.create_certificate" not in __salt__:
-        return (False, "etcd_cert needs Salt's x509_v2 module (and the cryptography package)")
+    if not HAS_CRYPTOGRAPHY or "etcd_pki.identity" not in __utils__:
+        return (False, "etcd_cert needs the cryptography package and the formula's _utils")
     return __virtualname__
 
 
-def _subject_alt_names(usage, address, minion_id, hostname):
-    """
-    The subjectAltName of a certificate for ``usage``: the member's address and names,
-    and loopback (the member listens on 127.0.0.1 too). None for client certificates.
-    """
-    if usage not in USAGES_WITH_SANS:
-        return None
-    names = []
-    if address:
-        names.append("IP:{}".format(address))
-    for dns in (minion_id, hostname, "localhost"):
-        if dns and "DNS:{}".format(dns) not in names:
-            names.append("DNS:{}".format(dns))
-    names.append("IP:127.0.0.1")
-    return ", ".join(names)
-
-
-def _fold(sub_ret):
-    """
-    The changes of a wrapped x509 state, file changes (owner, mode) included: x509_v2
-    reports those only in its ``sub_state_run``.
-    """
-    changes = dict(sub_ret.get("changes") or {})
-    for sub in sub_ret.get("sub_state_run") or []:
-        if sub.get("changes"):
-            changes.setdefault("file", {}).update(sub["changes"])
-    return changes
-
-
-def _failed(sub_ret):
-    return sub_ret.get("result") is False or any(
-        sub.get("result") is False for sub in sub_ret.get("sub_state_run") or []
-    )
+def _pki(function):
+    return __utils__["etcd_pki." + function]
 
 
 def _read(path):
@@ -118,225 +69,175 @@ def _read(path):
         return None
 
 
-def _load_key(text, key_algo, key_size):
-    """The private key in PEM ``text`` if it is of ``key_algo`` and ``key_size``, else None."""
+def _ids(user, group):
     try:
-        key = serialization.load_pem_private_key(text.encode(), None)
-    except (AttributeError, ValueError, TypeError):
-        return None
-    kind = KEY_TYPES.get(key_algo)
-    return key if kind and isinstance(key, kind) and key.key_size == key_size else None
+        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        raise CommandExecutionError("no such user or group: {}".format(exc)) from None
 
 
-def _wanted_sans(sans):
-    """{("IP", ip) | ("DNS", name)} from a subjectAltName string like "IP:10.0.0.1, DNS:h1"."""
-    wanted = set()
-    for entry in (sans or "").split(","):
-        kind, _, value = entry.strip().partition(":")
-        wanted.add(("IP", ipaddress.ip_address(value)) if kind == "IP" else (kind, value))
-    return wanted - {("", "")}
+def _write(path, text, user, group, mode):
+    """``text`` into ``path`` through a temporary file renamed over it (owner, mode set first)."""
+    uid, gid = _ids(user, group)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = "{}.{}.new".format(path, os.getpid())
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chown(temporary, uid, gid)
+    os.chmod(temporary, mode)
+    return temporary
 
 
-def _extension(cert, kind):
+def _attributes_wrong(path, user, group, mode):
     try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except cx509.ExtensionNotFound:
-        return None
-
-
-def _certificate_problems(text, private_key, ca_pem, common_name, sans, usage, days_remaining):
-    """
-    Why the certificate in PEM ``text`` is not what an etcd member needs: not for
-    ``private_key``, not issued by a CA of the bundle ``ca_pem``, fewer than
-    ``days_remaining`` days left, another CN, other SANs or usages. [] when it is.
-    """
-    if not text:
-        return ["no certificate yet"]
-    try:
-        cert = cx509.load_pem_x509_certificate(text.encode())
-    except ValueError:
-        return ["not a PEM certificate"]
-    problems = []
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if private_key is None or cert.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
-        problems.append("not for the private key")
-    try:
-        cas = cx509.load_pem_x509_certificates((ca_pem or "").encode())
-    except ValueError:
-        cas = []
-    if not any(_issued_by(cert, ca) for ca in cas):
-        problems.append("not issued by the cluster CA")
-    renew_at = cert.not_valid_after_utc - datetime.timedelta(days=days_remaining)
-    if datetime.datetime.now(datetime.timezone.utc) >= renew_at:
-        problems.append(
-            "expires {:%Y-%m-%d}: fewer than {} days left".format(cert.not_valid_after_utc, days_remaining)
-        )
-    have_cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if have_cn != [common_name]:
-        problems.append("CN {} instead of {}".format(",".join(have_cn) or "none", common_name))
-    san = _extension(cert, cx509.SubjectAlternativeName)
-    have_sans = set()
-    if san is not None:
-        have_sans = {("IP", ip) for ip in san.get_values_for_type(cx509.IPAddress)}
-        have_sans |= {("DNS", dns) for dns in san.get_values_for_type(cx509.DNSName)}
-    if have_sans != _wanted_sans(sans):
-        problems.append("SANs differ from: {}".format(sans or "none"))
-    eku = _extension(cert, cx509.ExtendedKeyUsage)
-    wanted_eku = {EKU_OIDS[u.strip()] for u in EXTENDED_KEY_USAGES[usage].split(",")}
-    if set(eku or ()) != wanted_eku:
-        problems.append("usages differ from: {}".format(EXTENDED_KEY_USAGES[usage]))
-    return problems
-
-
-def _issued_by(cert, ca):
-    try:
-        cert.verify_directly_issued_by(ca)
-        return True
-    except Exception:  # pylint: disable=broad-except
-        # InvalidSignature, another issuer name, or another CA's key type
+        found = os.stat(path)
+    except OSError:
         return False
+    uid, gid = _ids(user, group)
+    return (found.st_uid, found.st_gid, found.st_mode & 0o777) != (uid, gid, mode)
 
 
-def _write(name, contents, user, group, mode, secret=False):
-    """file.managed of ``contents`` (a key's text never goes into the changes)."""
-    file_ret = __states__["file.managed"](
-        name=name, contents=contents, user=user, group=group, mode=mode,
-        show_changes=not secret,
-    )
-    if file_ret["result"] is False:
-        raise CommandExecutionError("{}: {}".format(name, file_ret["comment"]))
-    return file_ret.get("changes") or {}
+def _fix_attributes(path, user, group, mode):
+    uid, gid = _ids(user, group)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
 
 
-def managed(
-    name,
-    key,
-    usage,
-    ca_server,
-    signing_policy,
-    ca_file,
-    common_name=None,
-    address=None,
-    days_valid=825,
-    days_remaining=30,
-    key_algo="ec",
-    key_size=256,
-    user="root",
-    group="root",
-):
+def _ask(ca_server, requests, timeout):
+    """Fire the request, then read the CA server's answer from the mine: {usage: PEM}."""
+    request_id = uuid.uuid4().hex
+    mine_name = _pki("issued_mine_name")(__opts__["id"])
+    if __opts__["id"] == ca_server:
+        # the CA server's own certificates (the master's admin one): signed here
+        __salt__["etcd_ca.sign"](__opts__["id"], requests, request_id)
+    elif not __salt__["event.fire_master"](
+            {"ca_server": ca_server, "request_id": request_id, "requests": requests},
+            REQUEST_TAG):
+        raise CommandExecutionError("the request to the CA server could not be sent (event.fire_master)")
+    give_up_at = time.monotonic() + timeout
+    pause = POLL_SECONDS
+    while True:
+        answer = (__salt__["mine.get"](ca_server, mine_name) or {}).get(ca_server) or {}
+        if isinstance(answer, dict) and answer.get("request_id") == request_id:
+            if answer.get("refused"):
+                raise CommandExecutionError("the CA server {} refused: {}".format(
+                    ca_server, "; ".join("{}: {}".format(u, why)
+                                         for u, why in sorted(answer["refused"].items()))))
+            return answer.get("certificates") or {}
+        if time.monotonic() >= give_up_at:
+            raise CommandExecutionError(
+                "the CA server {} did not answer within {} s: is it up, and does the master "
+                "have the reactor for {} (README)?".format(ca_server, timeout, REQUEST_TAG))
+        # each look is a request to the master: back off, so that many minions waiting at
+        # once leave its workers to the CA server's answers
+        time.sleep(pause)
+        pause = min(pause * 1.5, MAX_POLL_SECONDS)
+
+
+def certificates_managed(name, certificates, ca_server, ca_file, key_algo="ec", key_size=256,
+                         days_remaining=30, timeout=60):
     """
-    Ensure a member's private key exists (generated here, mode 0600) and its certificate
-    (mode 0644) is for that key, signed by the CA server for ``usage``, with more than
-    ``days_remaining`` days left; otherwise make a key and ask the CA server to sign.
+    Ensure this minion's certificates are what the pillar says it holds, issued by the
+    cluster CA, with more than ``days_remaining`` days left; the others are issued anew in
+    one request to the CA server, for the key in place when it is of ``key_algo`` and
+    ``key_size`` (only the certificate is replaced then), else for a new key (made here,
+    never sent; written 0600 only together with its certificate). Files with the wrong
+    owner or mode are fixed once the certificates are in place.
 
     name
-        Path of the certificate.
-
-    key
-        Path of the private key. Generated on this minion if absent (or of another
-        algorithm or size); kept on renewal.
-
-    usage
-        ``peer`` (serverAuth + clientAuth, SANs), ``server`` (the client port: SANs) or
-        ``client`` (clientAuth, for etcdctl and the formula's client).
-
+        Any name (it is only shown).
+    certificates
+        [{usage, cert, key, user, group, ca_file}]: ``usage`` one of peer, server, client (a
+        member), patroni, vip_manager (a client), admin (the CA server's own); ``ca_file``
+        the bundle of the CA that signs it (default: ``ca_file``; give the peers' CA for
+        peer, as etcd/pki.sls does).
     ca_server
-        Minion ID of the CA server.
-
-    signing_policy
-        Name of the CA server's signing policy for this usage (``etcd-peer`` ...).
-
+        Minion id of the CA server.
     ca_file
-        The cluster's CA bundle: a certificate issued by another CA is re-issued.
-
-    common_name
-        Subject CN. Default: this minion's ID.
-
-    address
-        The member's IP address, put in the SANs with the minion ID, the hostname,
-        ``localhost`` and ``127.0.0.1``.
-
-    days_valid
-        Validity asked for a new certificate (the signing policy may fix it). Default 825.
-
-    days_remaining
-        Renew the certificate when fewer days than this remain. Default 30.
-
+        The cluster's CA bundle: a certificate no CA of it issued is re-issued.
     key_algo, key_size
-        The key: ``ec`` (256, 384, 521) or ``rsa`` (2048, 3072, 4096). Default ec 256.
-
-    user, group
-        Owner of both files. Default root.
+        New keys: ``ec`` (256, 384, 521) or ``rsa`` (2048, 3072, 4096).
+    days_remaining
+        Renew when fewer days than this remain.
+    timeout
+        Seconds to wait for the CA server's answer.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    test = __opts__["test"]
     try:
-        if usage not in EXTENDED_KEY_USAGES:
-            raise SaltInvocationError(
-                "usage {!r}: expected one of {}".format(usage, ", ".join(EXTENDED_KEY_USAGES))
-            )
-        common_name = common_name or __opts__["id"]
-        sans = _subject_alt_names(usage, address, __opts__["id"], __grains__.get("host"))
-
-        key_text = _read(key)
-        private_key = _load_key(key_text, key_algo, key_size)
-        if private_key is None:
-            ret["changes"]["key"] = {"created" if key_text is None else "replaced": key}
-            if not test:
-                key_text = __salt__["x509.create_private_key"](algo=key_algo, keysize=key_size)
-                private_key = _load_key(key_text, key_algo, key_size)
-        if not test or "key" not in ret["changes"]:
-            # a kept key's owner and mode are checked (in test mode too: nothing is written)
-            file_changes = _write(key, key_text, user, group, "0600", secret=True)
-            if file_changes and "key" not in ret["changes"]:
-                ret["changes"]["key"] = file_changes
-
-        cert_text = _read(name)
-        ca_pem = _read(ca_file)
-        problems = _certificate_problems(
-            cert_text, private_key, ca_pem, common_name, sans, usage, days_remaining
-        )
-        if problems:
-            ret["changes"]["certificate"] = {"issued": name, "because": problems}
-            if not test:
-                cert_text = __salt__["x509.create_certificate"](
-                    ca_server=ca_server,
-                    signing_policy=signing_policy,
-                    private_key=key,
-                    CN=common_name,
-                    subjectAltName=sans,
-                    basicConstraints="critical, CA:false",
-                    keyUsage="critical, digitalSignature, keyEncipherment",
-                    extendedKeyUsage=EXTENDED_KEY_USAGES[usage],
-                    days_valid=days_valid,
-                )
-                still = _certificate_problems(
-                    cert_text, private_key, ca_pem, common_name, sans, usage, days_remaining
-                )
+        if not isinstance(certificates, list) or not certificates:
+            raise SaltInvocationError("certificates: expected a list of {usage, cert, key}")
+        pillar = __salt__["config.get"]("etcd", {})
+        wanted, fixes = [], []
+        for spec in certificates:
+            user, group = spec.get("user", "root"), spec.get("group", "root")
+            identity = _pki("identity")(pillar, __opts__["id"], spec["usage"])
+            key = _pki("load_key")(_read(spec["key"]) or "", key_algo, key_size)
+            ca_text = _read(spec.get("ca_file") or ca_file)
+            why = _pki("problems")(_read(spec["cert"]), key, ca_text, identity, days_remaining)
+            if why and spec.get("ca_file") and spec["ca_file"] != ca_file and _pki(
+                    "issued_by_bundle")(_read(spec["cert"]), _read(ca_file)):
+                # a peer certificate of the clients' CA: a member built before peers had a CA
+                # of their own. Its peers trust only the clients' CA until they restart: a
+                # peer certificate of the peers' CA now would cut this member off from them.
+                raise CommandExecutionError(
+                    "{} was issued by the clients' CA ({}), not by {}: this cluster was built "
+                    "before peers had a CA of their own, and moving a running cluster to it is "
+                    "a CA rotation (both CAs trusted, then rolling restarts), not a highstate. "
+                    "Nothing was changed".format(spec["cert"], ca_file, spec["ca_file"]))
+            if why:
+                # a key of the wanted kind is kept: only its certificate is replaced (one
+                # atomic rename, no moment where etcd reads a key with another's certificate)
+                wanted.append(dict(spec, user=user, group=group, because=why, kept_key=key))
+                continue
+            for path, mode in ((spec["key"], 0o600), (spec["cert"], 0o644)):
+                if _attributes_wrong(path, user, group, mode):
+                    fixes.append((path, user, group, mode))
+        if fixes:
+            ret["changes"]["attributes"] = [fix[0] for fix in fixes]
+        for spec in wanted:
+            ret["changes"].setdefault("issued", {})[spec["cert"]] = spec["because"]
+        if not ret["changes"]:
+            ret["comment"] = "the certificates of {} are as wanted".format(__opts__["id"])
+            return ret
+        if __opts__["test"]:
+            ret.update(result=None, comment="{} certificate(s) would be issued, {} file(s) "
+                       "fixed".format(len(wanted), len(fixes)))
+            return ret
+        if wanted:
+            keys = {spec["usage"]: spec["kept_key"] or _pki("new_key")(key_algo, key_size)
+                    for spec in wanted}
+            issued = _ask(ca_server, [{"usage": u, "csr": _pki("csr_pem")(k)}
+                                      for u, k in keys.items()], timeout)
+            for spec in wanted:
+                usage = spec["usage"]
+                text = issued.get(usage)
+                identity = _pki("identity")(pillar, __opts__["id"], usage)
+                still = _pki("problems")(text, keys[usage], _read(spec.get("ca_file") or ca_file),
+                                         identity, days_remaining)
                 if still:
-                    # writing it would mean a new request on every run: say what to fix
                     raise CommandExecutionError(
-                        "the CA server {} signed under policy {} a certificate an etcd member "
-                        "cannot use ({}): fix that signing policy".format(
-                            ca_server, signing_policy, "; ".join(still)
-                        )
-                    )
-        if not test or "certificate" not in ret["changes"]:
-            file_changes = _write(name, cert_text, user, group, "0644")
-            if file_changes and "certificate" not in ret["changes"]:
-                ret["changes"]["certificate"] = file_changes
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret.update(result=False, comment=str(err), changes={})
+                        "the CA server {} answered a {} certificate that is not the one the "
+                        "pillar gives {} ({}): nothing written".format(
+                            ca_server, usage, __opts__["id"], "; ".join(still)))
+            for spec in wanted:  # every pair checked: now written, key and certificate at once
+                cert_file = _write(spec["cert"], issued[spec["usage"]], spec["user"],
+                                   spec["group"], 0o644)
+                if spec["kept_key"] is None:
+                    key_file = _write(spec["key"], _pki("key_pem")(keys[spec["usage"]]),
+                                      spec["user"], spec["group"], 0o600)
+                    os.replace(key_file, spec["key"])
+                elif _attributes_wrong(spec["key"], spec["user"], spec["group"], 0o600):
+                    _fix_attributes(spec["key"], spec["user"], spec["group"], 0o600)
+                os.replace(cert_file, spec["cert"])
+        # owners and modes last: a failure above leaves the files as they were
+        for path, user, group, mode in fixes:
+            _fix_attributes(path, user, group, mode)
+    except (CommandExecutionError, SaltInvocationError, KeyError) as err:
+        ret.update(result=False, changes={}, comment=str(err))
         return ret
-
-    what = "The {} key {} and certificate {}".format(usage, key, name)
-    if not ret["changes"]:
-        ret["comment"] = what + " are as wanted"
-    elif test:
-        ret["result"] = None
-        ret["comment"] = "{} would be updated: {}".format(what, ", ".join(sorted(ret["changes"])))
-    else:
-        ret["comment"] = "{} have been updated: {}".format(what, ", ".join(sorted(ret["changes"])))
+    ret["comment"] = "{} certificate(s) issued by {}, {} file(s) fixed".format(
+        len(wanted), ca_server, len(fixes))
     return ret
 
 
@@ -436,112 +337,154 @@ def ca_bundle_managed(
     return ret
 
 
-SIGNING_POLICIES = ("etcd-peer", "etcd-server", "etcd-client")
+# Mine entries of the two CAs' certificates.
+CA_MINE_FUNCTIONS = {"client": CA_MINE_FUNCTION, "peer": "etcd_peer_ca_cert"}
 
 
-def _ca_files(pki):
-    return pki["ca_dir"] + "/ca.key", pki["ca_dir"] + "/ca.crt"
+def _ensure_ca(pki, which, common_name, test):
+    """One CA (``client`` or ``peer``): created once, else checked. Its changes."""
+    key_name, cert_name = _pki("cas")()[which]
+    key_path = os.path.join(pki["ca_dir"], key_name)
+    cert_path = os.path.join(pki["ca_dir"], cert_name)
+    key_text, cert_text = _read(key_path), _read(cert_path)
+    changes = {}
+    if key_text is None or cert_text is None:
+        if os.path.exists(_pki("rotation_file")(pki["ca_dir"])):
+            raise CommandExecutionError(
+                "{} is missing while a CA rotation is under way ({}): no CA is made here; "
+                "continue the rotation: salt-run etcd.rotate_ca".format(
+                    key_path if key_text is None else cert_path,
+                    _pki("rotation_file")(pki["ca_dir"])))
+        if pki["ca_provided"]:
+            missing = [p for p, t in ((key_path, key_text), (cert_path, cert_text)) if t is None]
+            raise CommandExecutionError("ca_provided is true, but {} is missing: put your CA "
+                                        "there".format(" and ".join(missing)))
+        if (key_text is None) != (cert_text is None):
+            raise CommandExecutionError(
+                "{} exists without {}: the formula never makes a new CA key for an old "
+                "certificate, nor the reverse; restore the missing file".format(
+                    key_path if key_text else cert_path, cert_path if key_text else key_path))
+        changes["created"] = [key_path, cert_path]
+        if not test:
+            os.makedirs(pki["ca_dir"], mode=0o700, exist_ok=True)
+            os.chmod(pki["ca_dir"], 0o700)
+            key = _pki("new_key")(pki["ca_key_algo"], pki["ca_key_size"])
+            cert_text = _pki("new_ca")(key, common_name, pki["ca_days_valid"])
+            key_file = _write(key_path, _pki("key_pem")(key), "root", "root", 0o600)
+            cert_file = _write(cert_path, cert_text, "root", "root", 0o644)
+            os.replace(key_file, key_path)
+            os.replace(cert_file, cert_path)
+    else:
+        problem = _pki("ca_problem")(key_text, cert_text, key_path, cert_path)
+        if problem:
+            raise CommandExecutionError(problem)
+    # what members and clients trust: this CA, and a rotation's other CA beside it
+    bundle_path = _pki("bundle_file")(pki["ca_dir"], which)
+    bundle_text = _pki("bundle")(pki["ca_dir"], which)
+    if _read(bundle_path) != bundle_text:
+        changes["bundle"] = _pki("ca_label")(bundle_text)
+        if not test:
+            __utils__["etcd_files.replace"](bundle_path, bundle_text, mode=0o644)
+    if test and changes:
+        changes["published"] = CA_MINE_FUNCTIONS[which]
+    else:
+        published = ca_published(bundle_path, CA_MINE_FUNCTIONS[which])
+        if published["result"] is False:
+            raise CommandExecutionError(published["comment"])
+        changes.update(published["changes"])
+    return changes
 
 
 def ca_managed(name, common_name="etcd CA"):
     """
-    On the CA server: the cluster CA from pillar ``etcd:pki``, published in the mine.
+    On the CA server: the cluster's two CAs of pillar ``etcd:pki`` (the clients' CA, which
+    the client port trusts, and the peers' own, which the peer port trusts: no client
+    certificate passes there), published in the mine (``etcd_ca_cert``,
+    ``etcd_peer_ca_cert``).
 
-    - ``ca_provided: false``: the CA key (0600) and a self-signed CA certificate are
-      created in ``ca_dir`` when absent, and never touched again (a new CA would make
-      every member distrust the others until all are re-issued and restarted);
-    - ``ca_provided: true``: ``ca_dir/ca.key`` and ``ca_dir/ca.crt`` are yours, only checked.
+    - ``ca_provided: false``: each CA key (``ca_key_algo``, ``ca_key_size``: settings of its
+      own, never the member keys') and its self-signed certificate are created in
+      ``ca_dir`` once; once they exist they are never regenerated nor rewritten (a new CA
+      would make every member distrust the others);
+    - ``ca_provided: true``: ``ca.key``/``ca.crt`` and ``peer-ca.key``/``peer-ca.crt`` in
+      ``ca_dir`` are yours, only checked.
 
-    Fails when the signing policies members ask for (``etcd-peer``, ``etcd-server``,
-    ``etcd-client``) are missing from this minion's pillar ``x509_signing_policies``.
+    Either way a key that does not match its certificate, or a certificate that is no CA,
+    fails naming both files.
 
     name
         Any name (it is only shown).
-
     common_name
-        CN of a generated CA certificate. Default ``etcd CA``.
+        CN of a generated CA certificate (the peers' gets " (peers)"). Default ``etcd CA``.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     try:
-        pki = __utils__["etcd_pillar.pki"](__salt__["config.get"]("etcd", {}))
-        key, cert = _ca_files(pki)
-        policies = __salt__["pillar.get"]("x509_signing_policies", {}) or {}
-        missing = [policy for policy in SIGNING_POLICIES if policy not in policies]
-        if missing:
-            raise CommandExecutionError(
-                "pillar x509_signing_policies of {} lacks {}: members cannot get certificates "
-                "signed (see pillar.example)".format(__opts__["id"], ", ".join(missing))
-            )
-        if pki["ca_provided"]:
-            absent = [path for path in (key, cert) if not __salt__["file.file_exists"](path)]
-            if absent:
-                raise CommandExecutionError(
-                    "ca_provided is true, but {} is missing: put your CA there".format(
-                        " and ".join(absent)
-                    )
-                )
-        else:
-            steps = [
-                (
-                    "directory",
-                    __states__["file.directory"](
-                        name=pki["ca_dir"], user="root", group="root", mode="0700", makedirs=True
-                    ),
-                ),
-                (
-                    "key",
-                    __states__["x509.private_key_managed"](
-                        name=key, algo=pki["key_algo"], keysize=pki["key_size"], mode="0600"
-                    ),
-                ),
-            ]
-            if not __salt__["file.file_exists"](cert):
-                if __opts__["test"] and "created" in steps[-1][1]["changes"]:
-                    steps.append(("certificate", {"result": None, "changes": {"created": cert}}))
-                else:
-                    steps.append(
-                        (
-                            "certificate",
-                            __states__["x509.certificate_managed"](
-                                name=cert,
-                                signing_private_key=key,
-                                CN=common_name,
-                                basicConstraints="critical, CA:true",
-                                keyUsage="critical, cRLSign, keyCertSign",
-                                subjectKeyIdentifier="hash",
-                                authorityKeyIdentifier="keyid:always",
-                                days_valid=pki["ca_days_valid"],
-                                days_remaining=0,
-                                mode="0644",
-                            ),
-                        )
-                    )
-            for what, step in steps:
-                if _failed(step):
-                    raise CommandExecutionError("CA {}: {}".format(what, step.get("comment")))
-                if _fold(step):
-                    ret["changes"][what] = _fold(step)
-        if __opts__["test"] and ret["changes"]:
-            # the certificate is not there yet to be published
-            ret["changes"]["published"] = {"old": False, "new": CA_MINE_FUNCTION}
-        else:
-            published = ca_published(cert)
-            if published["result"] is False:
-                raise CommandExecutionError(published["comment"])
-            if published["changes"]:
-                ret["changes"].update(published["changes"])
+        pki = __utils__["etcd_settings.pki"](__salt__["config.get"]("etcd", {}))
+        for which, cn in (("client", common_name), ("peer", common_name + " (peers)")):
+            changes = _ensure_ca(pki, which, cn, __opts__["test"])
+            if changes:
+                ret["changes"][which] = changes
     except (CommandExecutionError, SaltInvocationError) as err:
         ret.update(result=False, comment=str(err), changes={})
         return ret
     if not ret["changes"]:
-        ret["comment"] = "The CA in {} is as wanted and published".format(pki["ca_dir"])
+        ret["comment"] = "The CAs in {} are as wanted and published".format(pki["ca_dir"])
     elif __opts__["test"]:
-        ret["result"] = None
-        ret["comment"] = "The CA in {} would be updated: {}".format(
-            pki["ca_dir"], ", ".join(sorted(ret["changes"]))
-        )
+        ret.update(result=None, comment="The CAs in {} would be updated: {}".format(
+            pki["ca_dir"], ", ".join(sorted(ret["changes"]))))
     else:
-        ret["comment"] = "The CA in {} has been updated: {}".format(
-            pki["ca_dir"], ", ".join(sorted(ret["changes"]))
-        )
+        ret["comment"] = "The CAs in {} have been updated: {}".format(
+            pki["ca_dir"], ", ".join(sorted(ret["changes"])))
+    return ret
+
+
+def expiry_exported(name, certificates, cluster):
+    """
+    Export each certificate's notAfter for prometheus: ``name`` (a ``.prom`` file name) in
+    node_exporter's textfile directory (pillar ``etcd:monitoring:textfile_dir``), metric
+    ``etcd_formula_certificate_expiry_timestamp_seconds{etcd_cluster, minion, certificate}``.
+    Nothing (and no failure) where the directory does not exist. A renewal changes it.
+
+    name
+        The file's name, e.g. ``etcd_formula_certificates_member.prom``.
+    certificates
+        [{certificate: peer|server|client|..., cert: path}].
+    cluster
+        The ``etcd_cluster`` label.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    try:
+        directory = __utils__["etcd_settings.monitoring"](
+            __salt__["config.get"]("etcd", {}))["textfile_dir"]
+        samples = []
+        if __opts__["test"] and not all(os.path.exists(spec["cert"]) for spec in certificates):
+            # a dry run before the certificates exist: they are issued first
+            ret.update(result=None, changes={"exported": [s["certificate"] for s in certificates]},
+                       comment="the certificates' expiry would be exported once they are issued")
+            return ret
+        for spec in certificates:
+            try:
+                not_after = _pki("file_not_after")(spec["cert"])
+            except (OSError, ValueError) as exc:
+                raise CommandExecutionError("{}: no certificate to export ({})".format(
+                    spec["cert"], exc)) from None
+            samples.append(__utils__["etcd_metrics.certificate_sample"](
+                cluster, __opts__["id"], spec["certificate"], not_after.timestamp()))
+        text = __utils__["etcd_metrics.render"](samples)
+        if not directory or not os.path.isdir(directory):
+            ret["comment"] = "no textfile directory {} (node_exporter's): nothing exported".format(
+                directory)
+            return ret
+        path = os.path.join(directory, name)
+        if _read(path) == text:
+            ret["comment"] = "{}: the certificates' expiry is exported".format(path)
+            return ret
+        ret["changes"] = {"exported": [spec["certificate"] for spec in certificates]}
+        if __opts__["test"]:
+            ret.update(result=None, comment="{} would be written".format(path))
+            return ret
+        __utils__["etcd_metrics.write"](directory, name, text)
+        ret["comment"] = "{}: written".format(path)
+    except (CommandExecutionError, SaltInvocationError, KeyError, ValueError, OSError) as err:
+        ret.update(result=False, changes={}, comment=str(err))
     return ret

@@ -1,6 +1,7 @@
 """
 Manage an etcd cluster's membership: a member is present (added as a learner, then
-promoted once it runs and has caught up; or added as a voter), or absent.
+promoted once it runs and has caught up; or added as a voter), or absent. The rules are the
+membership layer's (``_utils/etcd_membership.py``), the same the runner follows.
 
 .. code-block:: yaml
 
@@ -14,8 +15,7 @@ promoted once it runs and has caught up; or added as a voter), or absent.
         - name: etcd-3
 
 Connection arguments (``endpoints``, ``cluster``, ``ca_file``, ``cert_file``, ``key_file``,
-``request_timeout``) are passed to the ``etcd_cluster`` execution module, whose defaults come
-from the minion's pillar.
+``request_timeout``) default from the minion's pillar, as for the ``etcd_cluster`` module.
 """
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -24,21 +24,17 @@ __virtualname__ = "etcd_member"
 
 
 def __virtual__():
-    if "etcd_cluster.members" not in __salt__:
-        return (False, "etcd_member needs the etcd_cluster execution module")
+    if "etcd_membership.connect" not in __utils__:
+        return (False, "etcd_member needs the formula's _utils (etcd_membership) and etcd3gw")
     return __virtualname__
 
 
-def _connection(endpoints, cluster, ca_file, cert_file, key_file, request_timeout):
-    given = {
-        "endpoints": endpoints,
-        "cluster": cluster,
-        "ca_file": ca_file,
-        "cert_file": cert_file,
-        "key_file": key_file,
-        "request_timeout": request_timeout,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+def _layer(function):
+    return __utils__["etcd_membership." + function]
+
+
+def _client(connection):
+    return _layer("client_for")(__salt__["config.get"]("etcd", {}), __opts__["id"], **connection)
 
 
 def _peer_url_list(peer_urls):
@@ -54,129 +50,24 @@ def _role(member):
 
 
 def _find(members, name, peer_urls):
-    """The member named ``name`` or having one of ``peer_urls`` (before it starts, etcd
-    knows a member by its peer URLs only)."""
-    for member in members:
-        if (name and member["name"] == name) or set(peer_urls) & set(member["peer_urls"]):
-            return member
-    return None
+    """The member named ``name`` or having one of ``peer_urls``."""
+    return (_layer("find_by_peer_urls")(members, peer_urls) if peer_urls else None) or (
+        next((m for m in members if name and m["name"] == name), None))
 
 
-def _plan_present(members, name, peer_urls, learner, promote):
-    """
-    What ``present`` must do, from the current members: ``(steps, stale_learner)``, steps
-    among ``add_learner``, ``add_voter``, ``promote``; ``stale_learner`` a learner of another
-    host that never started and blocks the add (an earlier run left it half-way): removed.
-    """
-    current = _find(members, name, peer_urls)
+def _plan_present(members, current, peer_urls, learner, promote):
+    """The steps ``present`` takes (``add_learner``, ``add_voter``, ``promote``), or the
+    layer's refusal (a pending learner of another host is never removed here)."""
     if current is None:
-        others = [m for m in members if m["is_learner"]]
-        stale = next((m for m in others if not m["started"]), None)
-        if others and stale is None:
-            raise CommandExecutionError(
-                "learner {} is still pending: promote it (etcd_member.present for it) or "
-                "remove it before adding {}".format(others[0]["name"] or others[0]["id"], name)
-            )
+        refusal = _layer("add_refusal")(members, peer_urls, learner)
+        if refusal:
+            raise CommandExecutionError(refusal)
         if not learner:
-            return ["add_voter"], stale
-        return (["add_learner", "promote"] if promote else ["add_learner"]), stale
+            return ["add_voter"]
+        return ["add_learner", "promote"] if promote else ["add_learner"]
     if current["is_learner"] and (promote or not learner):
-        return ["promote"], None
-    return [], None
-
-
-def present(
-    name,
-    peer_urls,
-    learner=True,
-    promote=True,
-    timeout=120,
-    endpoints=None,
-    cluster=None,
-    ca_file=None,
-    cert_file=None,
-    key_file=None,
-    request_timeout=None,
-):
-    """
-    Ensure etcd member ``name`` (with ``peer_urls``) is in the cluster.
-
-    With ``learner=True`` (default) it is added as a learner; with ``promote=True``
-    (default) it is then promoted to a voter once it runs and has caught up with the leader,
-    waiting up to ``timeout`` seconds (start its etcd with the ``initial_cluster`` shown in
-    ``changes`` meanwhile). With ``promote=False`` it is left a learner (an orchestration
-    starts it, then runs this state again to promote it). With ``learner=False`` it is added
-    as a voter at once.
-
-    A learner left by an earlier run is finished (promoted); another host's learner that
-    never started, which would block the add, is removed first, and the comment says so.
-
-    name
-        The member's etcd name (``<cluster>-<seq>``).
-    peer_urls
-        Its peer URL(s), a list or comma-separated.
-    learner, promote, timeout
-        See above.
-    endpoints, cluster, ca_file, cert_file, key_file, request_timeout
-        Connection arguments of the ``etcd_cluster`` module.
-    """
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    connection = _connection(endpoints, cluster, ca_file, cert_file, key_file, request_timeout)
-    peer_urls = _peer_url_list(peer_urls)
-    try:
-        members = __salt__["etcd_cluster.members"](**connection)
-        current = _find(members, name, peer_urls)
-        steps, stale = _plan_present(members, name, peer_urls, learner, promote)
-        if not steps:
-            ret["comment"] = "etcd member {} is present as a {}".format(name, _role(current))
-            return ret
-
-        wanted = "learner" if steps == ["add_learner"] else "voter"
-        changes = {"membership": {"old": _role(current), "new": wanted}}
-        if stale:
-            changes["removed_stale_learner"] = stale["id"]
-        comments = []
-        if stale:
-            comments.append(
-                "learner {} ({}) never started and blocked the add: it {} removed".format(
-                    stale["id"],
-                    ",".join(stale["peer_urls"]),
-                    "would be" if __opts__["test"] else "has been",
-                )
-            )
-
-        if __opts__["test"]:
-            ret["result"] = None
-            ret["changes"] = changes
-            comments.append(
-                "etcd member {} would be {}".format(name, _describe(steps, test=True))
-            )
-            ret["comment"] = "; ".join(comments)
-            return ret
-
-        if stale:
-            __salt__["etcd_cluster.member_remove"](stale["id"], **connection)
-        member_id = current["id"] if current else None
-        if "add_learner" in steps or "add_voter" in steps:
-            added = __salt__["etcd_cluster.member_add"](
-                name, peer_urls, learner="add_learner" in steps, **connection
-            )
-            member_id = changes["id"] = added["id"]
-            changes["initial_cluster"] = added["initial_cluster"]
-            # the add is done: say so even if the promote below fails
-            ret["changes"] = changes
-        if "promote" in steps:
-            __salt__["etcd_cluster.member_promote"](member_id, timeout=timeout, **connection)
-            changes["id"] = member_id
-        ret["changes"] = changes
-        comments.append("etcd member {} has been {}".format(name, _describe(steps, test=False)))
-        ret["comment"] = "; ".join(comments)
-    except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        if ret["changes"]:
-            ret["comment"] += " (after adding it as a learner: run this state again to finish)"
-    return ret
+        return ["promote"]
+    return []
 
 
 def _describe(steps, test):
@@ -187,17 +78,68 @@ def _describe(steps, test):
     return " and ".join(done)
 
 
-def absent(
-    name,
-    peer_urls=None,
-    force=False,
-    endpoints=None,
-    cluster=None,
-    ca_file=None,
-    cert_file=None,
-    key_file=None,
-    request_timeout=None,
-):
+def present(name, peer_urls, learner=True, promote=True, timeout=120, endpoints=None,
+            cluster=None, ca_file=None, cert_file=None, key_file=None, request_timeout=None):
+    """
+    Ensure etcd member ``name`` (with ``peer_urls``) is in the cluster.
+
+    With ``learner=True`` (default) it is added as a learner; with ``promote=True``
+    (default) it is then promoted to a voter once it runs and has caught up with the leader,
+    waiting up to ``timeout`` seconds (start its etcd with the ``initial_cluster`` shown in
+    ``changes`` meanwhile). With ``promote=False`` it is left a learner (an orchestration
+    starts it, then runs this state again to promote it). With ``learner=False`` it is added
+    as a voter at once. A learner of this member left by an earlier run is finished; a
+    pending learner of another host refuses the add (finish or remove that one first).
+
+    name
+        The member's etcd name (``<cluster>-<seq>``).
+    peer_urls
+        Its peer URL(s), a list or comma-separated.
+    learner, promote, timeout
+        See above.
+    endpoints, cluster, ca_file, cert_file, key_file, request_timeout
+        Connection arguments.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    connection = {"endpoints": endpoints, "cluster": cluster, "ca_file": ca_file,
+                  "cert_file": cert_file, "key_file": key_file, "request_timeout": request_timeout}
+    peer_urls = _peer_url_list(peer_urls)
+    try:
+        with _client(connection) as client:
+            members = client.members()
+            current = _find(members, name, peer_urls)
+            steps = _plan_present(members, current, peer_urls, learner, promote)
+            if not steps:
+                ret["comment"] = "etcd member {} is present as a {}".format(name, _role(current))
+                return ret
+            wanted = "learner" if steps == ["add_learner"] else "voter"
+            changes = {"membership": {"old": _role(current), "new": wanted}}
+            if __opts__["test"]:
+                ret.update(result=None, changes=changes, comment="etcd member {} would be {}".format(
+                    name, _describe(steps, test=True)))
+                return ret
+            member_id = current["id"] if current else None
+            if "add_learner" in steps or "add_voter" in steps:
+                added = _layer("add")(client, name, peer_urls, learner="add_learner" in steps)
+                member_id = changes["id"] = added["id"]
+                changes["initial_cluster"] = added["initial_cluster"]
+                # the add is done: say so even if the promote below fails
+                ret["changes"] = changes
+            if "promote" in steps:
+                _layer("promote")(client, member_id, timeout=timeout)
+                changes["id"] = member_id
+            ret["changes"] = changes
+            ret["comment"] = "etcd member {} has been {}".format(name, _describe(steps, test=False))
+    except (CommandExecutionError, SaltInvocationError) as err:
+        ret["result"] = False
+        ret["comment"] = str(err)
+        if ret["changes"]:
+            ret["comment"] += " (after adding it as a learner: run this state again to finish)"
+    return ret
+
+
+def absent(name, peer_urls=None, force=False, endpoints=None, cluster=None, ca_file=None,
+           cert_file=None, key_file=None, request_timeout=None):
     """
     Ensure etcd member ``name`` (or the member with ``peer_urls``, for one that never
     started and so has no name yet) is not in the cluster. Removing it is refused when it
@@ -211,31 +153,30 @@ def absent(
     force
         Remove it even when that is unsafe.
     endpoints, cluster, ca_file, cert_file, key_file, request_timeout
-        Connection arguments of the ``etcd_cluster`` module.
+        Connection arguments.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    connection = _connection(endpoints, cluster, ca_file, cert_file, key_file, request_timeout)
+    connection = {"endpoints": endpoints, "cluster": cluster, "ca_file": ca_file,
+                  "cert_file": cert_file, "key_file": key_file, "request_timeout": request_timeout}
     try:
-        members = __salt__["etcd_cluster.members"](**connection)
-        current = _find(members, name, _peer_url_list(peer_urls))
-        if current is None:
-            ret["comment"] = "etcd member {} is absent".format(name)
-            return ret
-
-        changes = {"membership": {"old": _role(current), "new": "absent"}, "id": current["id"]}
-        if __opts__["test"]:
-            ret["result"] = None
-            ret["changes"] = changes
-            ret["comment"] = "etcd member {} would be removed".format(name)
-            return ret
-
-        removed = __salt__["etcd_cluster.member_remove"](current["id"], force=force, **connection)
+        with _client(connection) as client:
+            current = _find(client.members(), name, _peer_url_list(peer_urls))
+            if current is None:
+                ret["comment"] = "etcd member {} is absent".format(name)
+                return ret
+            changes = {"membership": {"old": _role(current), "new": "absent"}, "id": current["id"]}
+            if __opts__["test"]:
+                check = _layer("removal_check")(client, current["id"])
+                if check["refusal"] and not force:
+                    raise CommandExecutionError(check["refusal"] + " (force=True removes it anyway)")
+                ret.update(result=None, changes=changes,
+                           comment="etcd member {} would be removed".format(name))
+                return ret
+            removed = _layer("remove")(client, current["id"], force=force)
         if removed.get("leader_moved_to"):
             changes["leader"] = {"old": name, "new": removed["leader_moved_to"]}
         ret["changes"] = changes
         ret["comment"] = "etcd member {} has been removed".format(name)
     except (CommandExecutionError, SaltInvocationError) as err:
-        ret["result"] = False
-        ret["comment"] = str(err)
-        ret["changes"] = {}
+        ret.update(result=False, comment=str(err), changes={})
     return ret

@@ -20,14 +20,13 @@ config, unit or CA file changes) one member at a time across the cluster.
           - etcd_config: etcd-config-file-managed
 """
 
+import os.path
 import time
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 __virtualname__ = "etcd_service"
 
-# The lock key is <etcd_client.LOCK_PREFIX>restart/<cluster>.
-LOCK_NAME = "restart/{}"
 POLL_SECONDS = 0.2
 
 
@@ -46,30 +45,32 @@ def _settings():
     return settings
 
 
-def _client(settings, endpoints):
-    tls = __utils__["etcd_pillar.client_tls_files"]()
-    return __utils__["etcd_client.connect"](endpoints, timeout=2, **tls)
+def _client(endpoints):
+    tls = __utils__["etcd_settings.client_tls_files"]()
+    return __utils__["etcd_membership.connect"](endpoints, timeout=2, **tls)
 
 
 def _member_state(settings):
     """(healthy and a leader known, why not) for this member."""
     own = settings["client_url"]
-    client = _client(settings, [own])
-    health = client.health(own)
-    if not health["healthy"]:
-        return False, health["error"]
-    try:
-        status = client.status(own)
-    except CommandExecutionError as err:
-        return False, str(err)
+    with _client([own]) as client:
+        health = client.health(own)
+        if not health["healthy"]:
+            return False, health["error"]
+        try:
+            status = client.status(own)
+        except CommandExecutionError as err:
+            return False, str(err)
     if int(status["leader"], 16) == 0:
         return False, "no leader known"
     return True, None
 
 
-def _cluster_state():
-    """(healthy, why not) for the whole cluster (every voter healthy, a leader, no alarm)."""
-    health = __salt__["etcd_cluster.health"]()
+def _cluster_state(settings):
+    """(healthy, why not) for the whole cluster (one cluster, every voter healthy, a leader,
+    no alarm), asked of every pillar endpoint."""
+    with _client(settings["endpoints"]) as client:
+        health = __utils__["etcd_membership.health"](client)
     if health.get("healthy"):
         return True, None
     if health.get("error"):
@@ -98,6 +99,23 @@ def _wait(check, timeout, what):
         time.sleep(POLL_SECONDS)
 
 
+def _refuse_a_removed_member(settings):
+    """A member with data that the running cluster no longer lists (it was removed while
+    its host was away) is never started: etcd would refuse it, and its data can never
+    rejoin. Asked of the other members' peer ports."""
+    if not __salt__["file.directory_exists"](os.path.join(settings["data_dir"], "member")):
+        return
+    others = {m: u for m, u in settings["peer_urls"].items() if m != settings["minion_id"]}
+    answers = __utils__["etcd_membership.probe_peers"](
+        others, timeout=2, **__utils__["etcd_settings.peer_tls_files"]())
+    cluster_id = __utils__["etcd_membership.removed_by"](answers, settings["peer_url"])
+    if cluster_id:
+        raise CommandExecutionError(
+            "member {} holds data, but cluster {} runs without it (it was removed): not "
+            "started. Purge it (state.apply etcd.purge, which archives the data first) and "
+            "add it again with etcd.add_member".format(settings["member_name"], cluster_id))
+
+
 def running(name="etcd", timeout=120):
     """
     Ensure etcd runs, is enabled, and this member is healthy with a leader known.
@@ -117,6 +135,8 @@ def running(name="etcd", timeout=120):
             changes["enabled"] = True
         if not __salt__["service.status"](name):
             changes["started"] = True
+        if "started" in changes:
+            _refuse_a_removed_member(settings)  # read-only: a test run predicts it too
         if __opts__["test"]:
             if changes:
                 ret.update(
@@ -210,17 +230,21 @@ def _restart_in_turn(name, settings, timeout, lock_wait, lock_ttl):
     unhealthy = "cluster {} is not healthy, so member {} is not restarted".format(
         settings["name"], member
     )
-    _wait(_cluster_state, timeout, unhealthy)
+    cluster_state = lambda: _cluster_state(settings)  # noqa: E731
+    _wait(cluster_state, timeout, unhealthy)
     own = settings["client_url"]
     # the lock's lease is kept alive through the other members while this one is down
     endpoints = [url for url in settings["endpoints"] if url != own] + [own]
-    client = _client(settings, endpoints)
-    with client.lock(LOCK_NAME.format(settings["name"]), ttl=lock_ttl, wait=lock_wait):
+    lock_name = __utils__["etcd_settings.restart_lock"](settings["name"])
+    with _client(endpoints) as client, client.lock(lock_name, ttl=lock_ttl, wait=lock_wait) as held:
         # the previous holder released the lock once its member was healthy: check the
         # whole cluster again, a member elsewhere may have failed meanwhile
-        _wait(_cluster_state, timeout, unhealthy)
+        _wait(cluster_state, timeout, unhealthy)
+        # a lock whose lease lapsed may be another member's now: no restart then
+        held.check()
         # blocking: systemd returns once etcd has rejoined (Type=notify)
-        __salt__["service.restart"](name)
+        if not __salt__["service.restart"](name):
+            raise CommandExecutionError("systemctl restart {} failed".format(name))
         _wait(
             lambda: _member_state(settings),
             timeout,
