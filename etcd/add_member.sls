@@ -6,15 +6,20 @@
 #
 # The minion must be in its cluster's pillar first (etcd:clusters:<cluster>:members, a
 # unique seq). Safe to run again after any failure: each step finds what is done.
-{%- set member = pillar.get('etcd_member') %}
-{%- if not member %}
-etcd-add-member-refused:
-  test.fail_without_changes:
-    - name: "no member given: salt-run state.orchestrate etcd.add_member pillar='{\"etcd_member\": \"<minion id>\"}'"
-    - failhard: True
-{%- else %}
+# etcd_member is rendered quoted (| json) and checked to be one plain minion id by the
+# first step, before anything targets it.
+{%- set member = pillar.get('etcd_member') | json %}
 
-# 1. in pillar with a unique seq, cluster healthy, no other learner, data dir clean
+# 0. one operation at a time on the cluster (released by the last step, or a failing one)
+etcd-add-member-locked:
+  salt.runner:
+    - name: etcd.begin
+    - what: add_member
+    - member: {{ member }}
+    - failhard: True
+
+# 1. a plain minion id, in pillar (validated whole), its minion answers, cluster healthy,
+#    no other member pending, its data dir empty or its own
 etcd-add-member-preflight:
   salt.runner:
     - name: etcd.add_preflight
@@ -32,26 +37,48 @@ etcd-add-member-learner-added:
 etcd-add-member-highstate:
   salt.state:
     - tgt: {{ member }}
+    - tgt_type: list
     - sls: etcd
+    - parallel: True
     - failhard: True
+    - require:
+      - salt: etcd-add-member-learner-added
 
-# 4. promote once in sync (at the deadline: learner removed, data wiped, failure)
+# 4. beside it: promote within 50 ms of the learner catching up (a learner that does not
+#    catch up in time is rolled back)
 etcd-add-member-promoted:
   salt.runner:
     - name: etcd.promote
     - member: {{ member }}
+    - parallel: True
     - failhard: True
+    - require:
+      - salt: etcd-add-member-learner-added
 
 # 5. etcdctl env, patroni, vip-manager, prometheus: the voting members
 etcd-add-member-endpoints-refreshed:
   salt.runner:
     - name: etcd.refresh_endpoints
     - member: {{ member }}
-    - failhard: True
+    - parallel: True
+    - require:
+      - salt: etcd-add-member-highstate
+      - salt: etcd-add-member-promoted
 
-# 6. final health, printed
+# 6. beside it, the final health (a member in its restart delay is waited for), printed
 etcd-add-member-healthy:
   salt.runner:
     - name: etcd.health
     - member: {{ member }}
-{%- endif %}
+    - parallel: True
+    - require:
+      - salt: etcd-add-member-highstate
+      - salt: etcd-add-member-promoted
+
+etcd-add-member-unlocked:
+  salt.runner:
+    - name: etcd.end
+    - member: {{ member }}
+    - require:
+      - salt: etcd-add-member-endpoints-refreshed
+      - salt: etcd-add-member-healthy

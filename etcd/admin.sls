@@ -1,15 +1,18 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # For the CA server: the salt-master's etcd client certificate (salt-run etcd.*), signed
-# here with the CA key under the etcd-client policy. The master reads these files, so the
-# CA server minion runs on the master's machine (or set etcd_admin_tls in the master config).
-{%- set ca_dir = salt['pillar.get']('etcd:pki:ca_dir', '/etc/pki/etcd-ca') %}
-{%- set admin_dir = ca_dir ~ '/admin' %}
-{%- set pki = salt['pillar.get']('etcd:pki', {}) %}
+# here by the formula's CA (identity etcd_pki "admin": no CN, its URI SAN). The master reads
+# these files, so the CA server minion runs on the master's machine (or set etcd_admin_tls in
+# the master config), and etcd-client (etcdctl, or etcdutl) reads the snapshots there.
+{%- set pki = salt['etcd_cluster.pki_settings']() %}
+
+etcd-admin-tools-installed:
+  pkg.installed:
+    - name: etcd-client
 
 etcd-admin-dir-managed:
   file.directory:
-    - name: {{ admin_dir }}
+    - name: {{ pki.admin_dir }}
     - user: root
     - group: root
     - mode: '0700'
@@ -17,33 +20,32 @@ etcd-admin-dir-managed:
 
 etcd-admin-ca-managed:
   file.managed:
-    - name: {{ admin_dir }}/ca.crt
-    - source: {{ ca_dir }}/ca.crt
+    - name: {{ pki.admin_tls.ca_file }}
+    - source: {{ pki.ca_dir }}/ca-bundle.crt
     - mode: '0644'
     - require:
       - file: etcd-admin-dir-managed
 
-etcd-admin-key-managed:
-  x509.private_key_managed:
-    - name: {{ admin_dir }}/client.key
-    - algo: {{ pki.get('key_algo', 'ec') }}
-    - keysize: {{ pki.get('key_size', 256) }}
-    - mode: '0600'
+etcd-admin-certificate-managed:
+  etcd_cert.certificates_managed:
+    - name: the master's etcd admin certificate
+    - ca_server: {{ pki.ca_server }}
+    - ca_file: {{ pki.admin_tls.ca_file }}
+    - key_algo: {{ pki.key_algo }}
+    - key_size: {{ pki.key_size }}
+    - days_remaining: {{ pki.days_remaining }}
+    - certificates:
+      - {usage: admin, cert: {{ pki.admin_tls.cert_file }}, key: {{ pki.admin_tls.key_file }}, user: root, group: root}
     - require:
-      - file: etcd-admin-dir-managed
+      - file: etcd-admin-ca-managed
 
-etcd-admin-cert-managed:
-  x509.certificate_managed:
-    - name: {{ admin_dir }}/client.crt
-    - private_key: {{ admin_dir }}/client.key
-    - signing_private_key: {{ ca_dir }}/ca.key
-    - signing_cert: {{ ca_dir }}/ca.crt
-    - CN: etcd-admin
-    - basicConstraints: "critical, CA:false"
-    - keyUsage: "critical, digitalSignature, keyEncipherment"
-    - extendedKeyUsage: clientAuth
-    - days_valid: {{ pki.get('days_valid', 825) }}
-    - days_remaining: {{ pki.get('days_remaining', 30) }}
-    - mode: '0644'
+# its notAfter for prometheus (the etcdFormulaCertificateExpiring alerts): the master's
+# certificate serves every cluster of the pillar
+etcd-admin-expiry-exported:
+  etcd_cert.expiry_exported:
+    - name: etcd_formula_certificates_admin.prom
+    - cluster: all
+    - certificates:
+      - {certificate: admin, cert: {{ pki.admin_tls.cert_file }}}
     - require:
-      - x509: etcd-admin-key-managed
+      - etcd_cert: etcd-admin-certificate-managed

@@ -7,4 +7,3 @@
 etcd-env-file-managed:
   etcd_config.env_managed:
     - name: {{ etcd.member.paths.env_file }}
-    - source: salt://{{ tplroot }}/files/etcdctl.sh.jinja

@@ -10,6 +10,8 @@ include:
   - .dirs
   - .pki
   - .config
+  - .auth
   - .service
   - .env
+  - .health
 {%- endif %}

@@ -1,48 +1,66 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Keys are generated here and never leave this member; the CA server signs the
-# certificates (x509_v2 remote signing, policies etcd-peer/-server/-client).
+# The member's CA bundle (from the CA server's mine entry) and its certificates: peer,
+# server and client, asked for in one request to the CA server (an event its reactor hands
+# over: no master worker waits), issued with the identity the pillar gives this member
+# (etcd_pki.identity), whatever the request says. Keys are made here and never leave it.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import etcd with context %}
 {%- set member = etcd.member %}
 {%- set pki = member.pki %}
+{%- set paths = member.paths %}
 
 etcd-pki-dir-managed:
   file.directory:
-    - name: {{ member.paths.pki_dir }}
+    - name: {{ paths.pki_dir }}
     - user: root
     - group: {{ etcd.group }}
     - mode: '0755'
     - makedirs: True
 
+# the clients' CA (the client port trusts it) and the peers' own (the peer port trusts only it)
 etcd-pki-ca-bundle-managed:
   etcd_cert.ca_bundle_managed:
-    - name: {{ member.paths.ca_file }}
+    - name: {{ paths.ca_file }}
     - ca_server: {{ pki.ca_server }}
     - require:
       - file: etcd-pki-dir-managed
 
-{#- peer and server files belong to etcd; the client pair (etcdctl, the formula) to root #}
-{%- for usage, owner, cn in [('peer', etcd.user, member.member_name),
-                             ('server', etcd.user, member.member_name),
-                             ('client', 'root', member.member_name ~ '-client')] %}
-
-etcd-pki-{{ usage }}-cert-managed:
-  etcd_cert.managed:
-    - name: {{ member.paths[usage ~ '_cert_file'] }}
-    - key: {{ member.paths[usage ~ '_key_file'] }}
-    - usage: {{ usage }}
+etcd-pki-peer-ca-bundle-managed:
+  etcd_cert.ca_bundle_managed:
+    - name: {{ paths.peer_ca_file }}
     - ca_server: {{ pki.ca_server }}
-    - signing_policy: etcd-{{ usage }}
-    - common_name: {{ cn }}
-    - address: {{ member.address }}
-    - days_valid: {{ pki.days_valid }}
-    - days_remaining: {{ pki.days_remaining }}
+    - mine_function: etcd_peer_ca_cert
+    - require:
+      - file: etcd-pki-dir-managed
+
+{#- peer and server files belong to etcd; the client pair (etcdctl, the formula) to root #}
+etcd-pki-certificates-managed:
+  etcd_cert.certificates_managed:
+    - name: etcd member {{ member.member_name }}
+    - ca_server: {{ pki.ca_server }}
+    - ca_file: {{ paths.ca_file }}
     - key_algo: {{ pki.key_algo }}
     - key_size: {{ pki.key_size }}
-    - user: {{ owner }}
-    - group: {{ etcd.group if owner != 'root' else 'root' }}
-    - ca_file: {{ member.paths.ca_file }}
+    - days_remaining: {{ pki.days_remaining }}
+    - certificates:
+      - {usage: peer, cert: {{ paths.peer_cert_file }}, key: {{ paths.peer_key_file }},
+         user: {{ etcd.user }}, group: {{ etcd.group }}, ca_file: {{ paths.peer_ca_file }}}
+      - {usage: server, cert: {{ paths.server_cert_file }}, key: {{ paths.server_key_file }}, user: {{ etcd.user }}, group: {{ etcd.group }}}
+      - {usage: client, cert: {{ paths.client_cert_file }}, key: {{ paths.client_key_file }}, user: root, group: root}
     - require:
       - etcd_cert: etcd-pki-ca-bundle-managed
-{%- endfor %}
+      - etcd_cert: etcd-pki-peer-ca-bundle-managed
+
+# each certificate's notAfter for prometheus (node_exporter's textfile collector; nothing
+# where it is not installed): the etcdFormulaCertificateExpiring alerts read it
+etcd-pki-expiry-exported:
+  etcd_cert.expiry_exported:
+    - name: etcd_formula_certificates_member.prom
+    - cluster: {{ member.name }}
+    - certificates:
+      - {certificate: peer, cert: {{ paths.peer_cert_file }}}
+      - {certificate: server, cert: {{ paths.server_cert_file }}}
+      - {certificate: client, cert: {{ paths.client_cert_file }}}
+    - require:
+      - etcd_cert: etcd-pki-certificates-managed

@@ -10,28 +10,32 @@
 {%- set patroni = clients.patroni %}
 {%- set vip = clients.vip_manager %}
 {%- set section = 'etcd' if vip.target and vip.version | int == 1 else 'etcd3' %}
-{%- set current = {} %}
-{%- if salt['file.file_exists'](patroni.config) %}
-{%-   do current.update(salt['file.read'](patroni.config) | load_yaml or {}) %}
-{%- endif %}
-{%- do current.pop('etcd', None) %}
-{%- do current.pop('etcd3', None) %}
-{%- do current.update({section: {'hosts': patroni.hosts, 'protocol': 'https',
-                                 'cacert': patroni.cacert, 'cert': patroni.cert,
-                                 'key': patroni.key}}) %}
-
+{#- its etcd user (salt-run etcd.auth creates it): the password is read from pillar by the
+    state, never rendered here (patroni.password is "(hidden)" in these settings) #}
+{%- set auth_user = patroni.username or ('patroni-' ~ patroni.scope if patroni.scope else none) %}
+{%- set with_auth = auth_user and patroni.password and section == 'etcd3' %}
 include:
   - etcd.client
 
+# only the DCS section is written, and shown: the rest of the file (PostgreSQL's
+# passwords) is never read into the SLS nor shown in changes
 etcd-clients-patroni-dcs-managed:
-  file.serialize:
+  etcd_clients.patroni_dcs_managed:
     - name: {{ patroni.config }}
-    - serializer: yaml
-    - dataset: {{ current | json }}
+    - section: {{ section }}
+    - dcs:
+        hosts: {{ patroni.hosts | json }}
+        protocol: https
+        cacert: {{ patroni.cacert }}
+        cert: {{ patroni.cert }}
+        key: {{ patroni.key }}
+{%- if with_auth %}
+        username: {{ auth_user }}
+    - secrets:
+        password: etcd:clusters:{{ patroni.cluster }}:clients:{{ patroni.name }}:password
+{%- endif %}
     - user: {{ patroni.user }}
     - group: {{ patroni.user }}
-    - mode: '0600'
-    - makedirs: True
     - require:
       - sls: etcd.client
 
@@ -41,4 +45,6 @@ etcd-clients-patroni-reloaded:
       - name: {{ patroni.service }}
     - onlyif: systemctl is-active --quiet {{ patroni.service }}
     - onchanges:
-      - file: etcd-clients-patroni-dcs-managed
+      - etcd_clients: etcd-clients-patroni-dcs-managed
+      # a new certificate or CA bundle (etcd.client: a renewal, a CA rotation)
+      - sls: etcd.client

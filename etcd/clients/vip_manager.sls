@@ -47,23 +47,32 @@ etcd-clients-vip-manager-config-managed:
       - sls: etcd.client
 {%- elif version == 2 %}
 
+{#- its etcd user (salt-run etcd.auth creates it), read on the trigger key only: the
+    password is read from pillar by the state, never rendered here #}
+{%-   set auth_user = vip.username or ('vip-manager-' ~ vip.name) %}
+{%-   set with_auth = vip.password and vip.trigger_key %}
 etcd-clients-vip-manager-config-managed:
-  file.serialize:
+  etcd_clients.vip_manager_config_managed:
     - name: {{ vip.config or '/etc/default/vip-manager.yml' }}
-    - serializer: yaml
-    - merge_if_exists: True
-    - dataset:
+    - settings:
         dcs-type: etcd
         dcs-endpoints: {{ vip.endpoints | json }}
         etcd-ca-file: {{ vip.cacert }}
         etcd-cert-file: {{ vip.cert }}
         etcd-key-file: {{ vip.key }}
+{%-   if with_auth %}
+        etcd-user: {{ auth_user }}
+{%-   endif %}
 {%-   if vip_settings %}
         ip: {{ vip.ip }}
         netmask: {{ vip.netmask }}
         interface: {{ vip.interface }}
         trigger-key: {{ vip.trigger_key }}
         trigger-value: {{ trigger_value }}
+{%-   endif %}
+{%-   if with_auth %}
+    - secrets:
+        etcd-password: etcd:clusters:{{ vip.cluster }}:clients:{{ vip.name }}:password
 {%-   endif %}
     - require:
       - sls: etcd.client
@@ -81,5 +90,12 @@ etcd-clients-vip-manager-restarted:
       - name: {{ vip.service }}
     - onlyif: systemctl is-active --quiet {{ vip.service }}
     - onchanges:
+{%-   if version == 1 %}
       - file: etcd-clients-vip-manager-config-managed
+{%-   else %}
+      - etcd_clients: etcd-clients-vip-manager-config-managed
+{%-   endif %}
+      # it reads its TLS files only at start: a new certificate or CA bundle (a renewal,
+      # a CA rotation) needs a restart
+      - sls: etcd.client
 {%- endif %}
