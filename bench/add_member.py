@@ -268,6 +268,9 @@ def main():
     owned = bring_up()
     try:
         build_cluster()
+        started = time.monotonic()
+        lab("salt-run", "test.arg")
+        bare = time.monotonic() - started
         orch_took, orch_watch, step_times = by_orchestration("h4")
         template = prepare_by_hand("h5", "h4")
         hand_took, hand_times, hand_watch = by_hand("h5", "h4", template)
@@ -281,6 +284,11 @@ def main():
     print("add_member h4 by orchestration, end to end: {:.2f} s".format(orch_took))
     for step, seconds in step_times.items():
         print("    {:<40} {:6.2f} s".format(step, seconds))
+    highstate = step_times.get("etcd-add-member-highstate", 0.0)
+    print("the new member's highstate step alone:      {:.2f} s".format(highstate))
+    print("the orchestration's own overhead:           {:.2f} s (end to end minus that step)"
+          .format(orch_took - highstate))
+    print("a bare salt-run (test.arg), for scale:      {:.2f} s".format(bare))
     print("the same steps by hand with etcdctl (h5):   {:.2f} s".format(hand_took))
     for step, seconds in hand_times.items():
         print("    {:<40} {:6.2f} s".format(step, seconds))

@@ -27,3 +27,33 @@ def salt(*args):
         return json.loads(res.stdout)
     except json.JSONDecodeError:
         raise AssertionError("salt {}: {}\n{}".format(args, res.stdout, res.stderr)) from None
+
+
+def last_json(text):
+    """The last JSON document of a CLI's output (salt-run --out=json prints its progress
+    events as JSON documents before the return)."""
+    decoder, found, index = json.JSONDecoder(), None, 0
+    while True:
+        start = min([i for i in (text.find("{", index), text.find("[", index)) if i >= 0],
+                    default=-1)
+        if start < 0:
+            break
+        try:
+            found, index = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            index = start + 1
+    if found is None:
+        raise ValueError("no JSON in: " + text[-500:])
+    return found
+
+
+def build_cluster(lab_, members):
+    """The lab's extension modules synced, the CA and the master's admin certificate, then a
+    cluster of ``members`` by one highstate applied to them at once: each state checked."""
+    assert lab_.run("sync").returncode == 0
+    salt("*", "saltutil.refresh_pillar", "wait=True")
+    ret = salt("master", "state.apply", "etcd.ca,etcd.admin")
+    assert all(s["result"] for s in ret["master"].values()), ret
+    ret = salt("-L", ",".join(members), "state.apply", "-t", "900")
+    bad = [s["comment"] for states in ret.values() for s in states.values() if not s["result"]]
+    assert not bad and len(ret) == len(members), bad or ret

@@ -9,6 +9,12 @@ import sys
 import tempfile
 
 import pytest
+import salt._logging.impl
+
+# As in test/unit: until Salt's logging is set up, Salt keeps WARNING records (a lock's lease
+# that could not be revoked...) in a deferred handler and writes them at exit, to the stderr
+# pytest has closed by then ("--- Logging error ---").
+salt._logging.impl.shutdown_temp_handler()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))

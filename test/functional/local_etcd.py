@@ -90,9 +90,13 @@ class _CA:
         """Write ``<stem>.crt``/``<stem>.key``; return their paths."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
+        # common_name None: a subject without CN and a URI SAN, as the formula issues
+        # client certificates (etcd's gateway refuses one with a CN once auth is on)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+                            if common_name else [])
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(subject)
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -101,6 +105,9 @@ class _CA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         )
+        if not common_name:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier("urn:etcd-formula:test:" + stem)]), critical=True)
         if ip_sans:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
@@ -166,6 +173,9 @@ class LocalCluster:
         self.client_cert, self.client_key = self.ca.issue(
             "client", "root", (ExtendedKeyUsageOID.CLIENT_AUTH,)
         )
+        # the formula's kind of client certificate: no CN (needed once auth is on)
+        self.client_cert_no_cn, self.client_key_no_cn = self.ca.issue(
+            "client-no-cn", None, (ExtendedKeyUsageOID.CLIENT_AUTH,))
         self.members = []
         self._seq = 0
         self.client_port = free_port()

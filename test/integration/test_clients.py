@@ -19,9 +19,9 @@ import os
 import time
 
 import pytest
-import requests
 import yaml
-from lab_cli import ADMIN_TLS, lab, salt
+from lab_cli import ADMIN_TLS, lab, last_json, salt
+from lab_patroni import api, http, wait_for, write_base_config
 from lab_pillar import ip, write_base, write_etcd
 
 PILLAR_DIR = os.environ.get("ETCD_CLIENTS_PILLAR_DIR", "/tmp/etcd-formula-clients-pillar")
@@ -46,23 +46,17 @@ def on_client(*cmd):
     return lab("exec", CLIENT, "--", *cmd)
 
 
-def http():
-    """A session that ignores proxy and CA variables of the environment: lab addresses only."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
 def write_pillar_file_only(members):
     """Cluster etcd of ``members`` with its clients on h5 (vip-manager 1.x: enable_v2), and
     prometheus's etcd target list there."""
     write_etcd(PILLAR_DIR, members, [
         "enable_v2: true",
+        "metrics_on_address: true",  # prometheus on h5 scrapes them
         "clients:",
         "  patroni:",
-        "    target: " + CLIENT,
+        "    target: [{}]".format(CLIENT),
         "  vip_manager:",
-        "    target: " + CLIENT,
+        "    target: [{}]".format(CLIENT),
         "    version: 1",
         "    ip: " + VIP,
         "    netmask: 24",
@@ -81,35 +75,10 @@ def write_pillar(members):
 def orchestrate(sls, member):
     res = lab("salt-run", "--out=json", "state.orchestrate", sls,
               "pillar=" + json.dumps({"etcd_member": member}))
-    steps = next(iter(json.loads(res.stdout)["data"].values()))
+    steps = next(iter(last_json(res.stdout)["data"].values()))
     errors = {sid.split("_|-")[1]: (s.get("changes", {}).get("return") or {}).get("Error")
               or s.get("comment") for sid, s in steps.items() if not s["result"]}
     return res.returncode, errors
-
-
-def patroni_base_config(pg_bin):
-    """What the test's DBA writes: a single-node patroni; the DCS section is the formula's."""
-    return {
-        "scope": SCOPE, "namespace": "/service/", "name": CLIENT,
-        "restapi": {"listen": ip(CLIENT) + ":8008", "connect_address": ip(CLIENT) + ":8008"},
-        "bootstrap": {"dcs": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
-                      "initdb": ["encoding=UTF8"]},
-        "postgresql": {
-            "listen": "127.0.0.1:5432", "connect_address": ip(CLIENT) + ":5432",
-            "data_dir": "/var/lib/postgresql/patroni", "bin_dir": pg_bin,
-            "pgpass": "/var/lib/postgresql/.pgpass-patroni",
-            "authentication": {"superuser": {"username": "postgres", "password": "lab-only"},
-                               "replication": {"username": "replicator",
-                                               "password": "lab-only"}},
-            "parameters": {"unix_socket_directories": "/var/run/postgresql"},
-        },
-    }
-
-
-def patroni_api(path=""):
-    """Patroni's REST API on h5: (HTTP status, JSON body)."""
-    res = http().get("http://{}:8008/{}".format(ip(CLIENT), path), timeout=5)
-    return res.status_code, res.json()
 
 
 def leader_key(hosts):
@@ -146,23 +115,9 @@ def vip_manager_run():
     return pid, journal
 
 
-def wait_for(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            last = check()
-            if last:
-                return last
-        except (requests.RequestException, ValueError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError("{}: not within {} s (last: {!r})".format(what, timeout, last))
-        time.sleep(1)
-
-
 def refresh_endpoints():
     res = lab("salt-run", "--out=json", "etcd.refresh_endpoints", "cluster=etcd")
-    ret = json.loads(res.stdout)
+    ret = last_json(res.stdout)
     assert res.returncode == 0 and ret.get("result"), ret
     return ret
 
@@ -185,19 +140,15 @@ def clients_lab(lab):
            if not s["result"]]
     assert not bad and len(ret) == 3, bad or ret
 
-    pg_bin = "/usr/lib/postgresql/{}/bin".format(
-        on_client("ls", "/usr/lib/postgresql").stdout.split()[-1])
-    base = yaml.safe_dump(patroni_base_config(pg_bin), default_flow_style=False)
-    on_client("sh", "-c", "mkdir -p /etc/patroni && cat > {} <<'EOF'\n{}EOF\n".format(
-        PATRONI_CONFIG, base))
+    write_base_config(CLIENT, SCOPE)
     # What add_member / remove_member do for clients, once by hand for the first setup:
     # client certs (etcd.client), patroni's DCS section, vip-manager's settings.
     refresh_endpoints()
     started = on_client("systemctl", "start", "patroni")
     assert started.returncode == 0, started.stderr
     wait_for("patroni leads scope " + SCOPE,
-             lambda: patroni_api()[1].get("role") in ("master", "primary")
-             and patroni_api()[1].get("state") == "running", 120)
+             lambda: api(CLIENT)[1].get("role") in ("master", "primary")
+             and api(CLIENT)[1].get("state") == "running", 120)
     started = on_client("systemctl", "start", "vip-manager")
     assert started.returncode == 0, started.stderr
     wait_for("vip-manager reads the leader key", lambda: "desired true" in vip_manager_run()[1],
@@ -255,10 +206,10 @@ def test_replacing_a_member_keeps_patroni_and_vip_manager_on_the_voting_members(
     # after h1 is gone (dcs_last_seen: its last successful DCS round trip)
     assert leader_key(new_voters) == {h: CLIENT for h in new_voters}
     wait_for("patroni reaches etcd after h1's removal",
-             lambda: patroni_api()[1].get("dcs_last_seen", 0) > removed_at, 40)
-    status, body = patroni_api()
+             lambda: api(CLIENT)[1].get("dcs_last_seen", 0) > removed_at, 40)
+    status, body = api(CLIENT)
     assert status == 200 and body["role"] in ("master", "primary") and body["state"] == "running"
-    assert patroni_api("leader")[0] == 200
+    assert api(CLIENT, "leader")[0] == 200
     assert leader_key(new_voters) == {h: CLIENT for h in new_voters}
 
     # vip-manager was restarted onto the new list (once per refresh that changed it) and the
@@ -272,3 +223,13 @@ def test_replacing_a_member_keeps_patroni_and_vip_manager_on_the_voting_members(
     # the key (through exactly h2..h4: the endpoints it was started with)
     wait_for("vip-manager reads the leader key through h2..h4",
              lambda: "desired true" in vip_manager_run()[1], 30)
+
+
+def test_prometheus_gets_the_formulas_rules_checked_by_promtool(clients_lab):
+    for name in ("etcd-alerts.yml", "etcd-recording.yml"):
+        shipped = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "etcd", "files", "prometheus", name)).read()
+        assert on_client("cat", "/etc/prometheus/rules/" + name).stdout == shipped
+    out = on_client("promtool", "check", "rules", "/etc/prometheus/rules/etcd-alerts.yml",
+                    "/etc/prometheus/rules/etcd-recording.yml")
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -100,7 +100,7 @@ def built(standard_lab):
     lab = standard_lab
     lab.run("sync", check=True)
     if any(lab.exec(h, "test", "-e", UNIT).returncode == 0 for h in MEMBERS):
-        purged = apply(lab, "etcd.clean", 'pillar={"etcd": {"clusters": {"etcd": {"clean": true}}}}')
+        purged = apply(lab, "etcd.purge")
         assert not failed(purged), failed(purged)
     ca = lab.salt_call("state.apply", "etcd.ca")["local"]
     assert all(r["result"] for r in ca.values()), ca
@@ -127,7 +127,7 @@ def test_dry_run_on_fresh_hosts_predicts_and_writes_nothing(built):
     for host in MEMBERS:
         predicted = {i for i, r in built["dry"][host].items() if r["result"] is None}
         assert {"etcd-config-file-managed", "etcd-service-running", "etcd-unit-file-managed",
-                "etcd-pki-peer-cert-managed", "etcd-env-file-managed"} <= predicted, predicted
+                "etcd-pki-certificates-managed", "etcd-env-file-managed"} <= predicted, predicted
     assert built["after_dry"] == {
         h: {"config": False, "unit": False, "key": False, "active": "inactive"} for h in MEMBERS
     }
@@ -220,7 +220,8 @@ def test_etcdctl_env_works_for_root_on_every_member(lab, built):
 
 @pytest.mark.parametrize(
     "settings, why",
-    [({}, "safeguard: false, clean: false"), ({"safeguard": True, "clean": True}, "safeguard: true, clean: true")],
+    [({}, "clean: false"), ({"safeguard": True, "clean": True}, "safeguard: true"),
+     ({"clean": True}, "may hold or serve data")],
 )
 def test_clean_refuses_to_purge_a_running_member_unless_allowed(lab, built, settings, why):
     pids = etcd_pids(lab)
@@ -273,7 +274,7 @@ class Monitor(threading.Thread):
     def run(self):
         while not self.stop.is_set():
             answers = {}
-            threads = [threading.Thread(target=lambda h=h: answers.update({h: metrics_health(self.lab, h)}))
+            threads = [threading.Thread(target=lambda h=h, a=answers: a.update({h: metrics_health(self.lab, h)}))
                        for h in MEMBERS]
             for thread in threads:
                 thread.start()
@@ -339,51 +340,3 @@ def test_config_change_restarts_one_member_at_a_time_under_a_writer(lab, built):
     assert monitor.max_down == 1, monitor.down_seen
     assert int(counts["ok"]) > 20 and int(counts["failed"]) == 0, (counts, errors)
     wait_healthy(lab)
-
-
-# -- the same processes by hand -------------------------------------------------------------------
-
-BY_HAND = r"""
-set -e
-sed -e 's#^data-dir:.*#data-dir: /tmp/by-hand#' \
-    -e 's#^initial-cluster-state:.*#initial-cluster-state: new#' \
-    -e 's#^initial-cluster-token:.*#initial-cluster-token: by-hand#' """ + CONFIG + r""" > /tmp/by-hand.yml
-rm -rf /tmp/by-hand
-setsid /usr/bin/etcd --config-file /tmp/by-hand.yml > /tmp/by-hand.log 2>&1 < /dev/null &
-echo $!
-"""
-
-
-def test_timings_against_the_same_etcd_processes_started_by_hand(lab, built):
-    """Not a check of the formula: the reference for its timings (printed with -s)."""
-    for host in MEMBERS:
-        lab.exec(host, "systemctl", "stop", "etcd", check=True)
-    pids = {}
-    started = time.monotonic()
-    launchers = [threading.Thread(target=lambda h=h: pids.update({h: lab.exec(h, "bash", "-c", BY_HAND).stdout.strip()}))
-                 for h in MEMBERS]
-    for thread in launchers:
-        thread.start()
-    for thread in launchers:
-        thread.join()
-    try:
-        deadline = time.monotonic() + 60
-        while not all(metrics_health(lab, h) for h in MEMBERS):
-            assert time.monotonic() < deadline, "the hand-started cluster never became healthy"
-            time.sleep(0.05)
-        record("by_hand_to_healthy_s", time.monotonic() - started)
-    finally:
-        for host, pid in pids.items():
-            if pid.isdigit():
-                lab.exec(host, "kill", pid)
-        for host in MEMBERS:
-            lab.exec(host, "bash", "-c", "while kill -0 {} 2>/dev/null; do sleep 0.1; done; "
-                     "rm -rf /tmp/by-hand /tmp/by-hand.yml".format(pids.get(host) or 0))
-            lab.exec(host, "systemctl", "start", "--no-block", "etcd")
-    wait_healthy(lab)
-    TIMINGS["ratio_highstate_to_by_hand"] = round(
-        TIMINGS["highstate_to_healthy_s"] / TIMINGS["by_hand_to_healthy_s"], 1)
-    TIMINGS["ratio_reapply_to_by_hand"] = round(
-        TIMINGS["reapply_s"] / TIMINGS["by_hand_to_healthy_s"], 1)
-    record("by_hand_to_healthy_s", TIMINGS["by_hand_to_healthy_s"])
-    print("\ntimings:", json.dumps(TIMINGS, indent=2))

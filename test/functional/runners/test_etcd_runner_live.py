@@ -26,7 +26,7 @@ class LoopbackUtils:
 
     def __getitem__(self, name):
         function = self.utils[name]
-        if name != "etcd_pillar.validate":
+        if name != "etcd_validate.validate":
             return function
 
         def validate(*args, **kwargs):
@@ -61,18 +61,31 @@ def runner(etcd_cluster, tmp_path):
     def on_minion(minion, function, *args, **kwargs):
         """The few minion functions the runner calls, run on the minion's directories here."""
         data_dir = data_dirs.get(minion)
-        if function == "file.directory_exists":
-            return bool(data_dir) and os.path.isdir(data_dir)
-        if function == "file.readdir":
-            return [".", ".."] + os.listdir(data_dir)
+        if function == "test.ping":
+            return True
+        if function == "etcd_cluster.local_state":
+            entries = sorted(os.listdir(data_dir)) if data_dir and os.path.isdir(data_dir) else []
+            return {"entries": entries, "data": "member" in entries, "data_problem": None}
         raise AssertionError("unexpected minion call {} {}".format(function, args))
 
     glob = loader["etcd.status"].__globals__
     utils = LoopbackUtils(glob["__utils__"])
-    with mock.patch.dict(glob, {"_etcd_pillar": pillar, "_on_minion": on_minion, "__utils__": utils}):
+    import etcd_steps  # the runner files' shared edges, imported by them from _runners
+
+    def steps_pillar(self, minion=None):
+        return pillar()
+
+    def steps_on_minion(self, minion, function, *args, timeout=None, expect=None, **kwargs):
+        return on_minion.current(minion, function, *args, **kwargs)
+
+    on_minion.current = on_minion
+    with mock.patch.dict(glob, {"__utils__": utils}), \
+            mock.patch.object(etcd_steps.Steps, "etcd_pillar", steps_pillar), \
+            mock.patch.object(etcd_steps.Steps, "on_minion", steps_on_minion):
         yield type("Runner", (), {
             "call": staticmethod(lambda f, *a, **k: loader["etcd." + f](*a, **k)),
-            "pillar": pillar, "data_dirs": data_dirs, "loader_globals": glob})
+            "pillar": pillar, "data_dirs": data_dirs, "loader_globals": glob,
+            "minion_calls": on_minion})
 
 
 def with_member(etcd_cluster, runner, new):
@@ -126,7 +139,9 @@ def test_add_preflight_refuses_a_second_learner(runner, etcd_cluster):
     os.makedirs(second.data_dir, exist_ok=True)
     ret = runner.call("add_preflight", minion)
     assert ret["result"] is False
-    assert "another learner is pending" in ret["Error"] and "https://127.0.0.14:" in ret["Error"]
+    # the pending learner of another host is refused, never removed (it never started here)
+    assert "was added but never started" in ret["Error"] and "https://127.0.0.14:" in ret["Error"]
+    assert "etcd.remove_learner" in ret["Error"]
 
 
 def test_promote_at_the_deadline_removes_a_learner_that_never_started(runner, etcd_cluster):
@@ -136,15 +151,15 @@ def test_promote_at_the_deadline_removes_a_learner_that_never_started(runner, et
     calls = []  # the host's side of the roll-back (stop etcd, wipe its data dir)
 
     def on_minion(minion_id, function, *args, **kwargs):
-        calls.append((minion_id, function) + args)
-        return True
+        calls.append((minion_id, function, kwargs))
+        return {"done": ["etcd stopped and disabled"]}
 
-    with mock.patch.dict(runner.loader_globals, {"_on_minion": on_minion}):
-        ret = runner.call("promote", minion, deadline=2)
+    runner.minion_calls.current = on_minion
+    ret = runner.call("promote", minion, deadline=2)
     assert ret["result"] is False
     assert "did not catch up within 2 s" in ret["Error"]
     assert "the learner has been removed from the cluster" in ret["Error"]
-    assert calls == [(minion, "service.stop", "etcd"), (minion, "file.remove", "/var/lib/etcd/data")]
+    assert calls == [(minion, "etcd_cluster.purge", {"mode": "retire"})]
     health = runner.call("health", cluster="test")["health"]
     assert health["learners"] == [] and health["quorum"]["voters"] == 3
 

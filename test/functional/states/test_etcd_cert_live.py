@@ -1,111 +1,122 @@
 """
-etcd_cert for real: Salt's own x509_v2 creating keys and certificates, through salt-call on
-this machine (masterless). The CA server is this same minion: a ``publish`` module of the
-test answers the remote-signing call locally, as the CA minion would through the master.
+etcd_cert and etcd_ca for real, masterless, with Salt's own loader on the checkout's
+_utils/_modules/_states: this machine is the CA server (``master``: ``ca_managed`` makes
+real CAs, ``etcd_ca.sign`` signs real requests) and member ``h1``, whose
+``certificates_managed`` makes real keys and installs what the CA signed. Only the master's
+two parts are played here, by hand: its reactor (the formula's own etcd/reactor/sign.sls,
+rendered by Salt for the event h1 fires, and its ``local.etcd_ca.sign`` run on the CA
+server) and its mine (h1 reads the CA server's local mine).
 """
 
-import json
+import grp
+import importlib.util
 import os
+import pwd
 import stat
-import subprocess
-import sys
-import textwrap
 
 import pytest
-import yaml
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import serialization
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
-MINION = "h1"
-
-# Remote signing without a master: x509.create_certificate(ca_server=...) publishes
-# x509.sign_remote_certificate to the CA server; here the CA server is this minion.
-LOCAL_PUBLISH = '''
-def publish(tgt, fun, arg=None, tgt_type="glob", returner="", timeout=5, via_master=None):
-    return {tgt: __salt__[fun](*(arg or []), __pub_id=__opts__["id"])}
-'''
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+REACTOR = os.path.join(REPO, "etcd", "reactor", "sign.sls")
+ME = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 
 
-class Minion:
-    def __init__(self, root):
-        self.root = root
-        self.pki = os.path.join(root, "member")
-        self.ca_dir = os.path.join(root, "ca")
-        extra = os.path.join(root, "extra")
-        os.makedirs(os.path.join(extra, "_modules"))
-        with open(os.path.join(extra, "_modules", "publish.py"), "w") as handle:
-            handle.write(LOCAL_PUBLISH)
-        os.makedirs(os.path.join(root, "pillar"))
-        policy = lambda eku: [  # noqa: E731
-            {"minions": "h*"},
-            {"signing_private_key": os.path.join(self.ca_dir, "ca.key")},
-            {"signing_cert": os.path.join(self.ca_dir, "ca.crt")},
-            {"basicConstraints": "critical, CA:false"},
-            {"keyUsage": "critical, digitalSignature, keyEncipherment"},
-            {"extendedKeyUsage": eku},
-        ]
-        pillar = {
-            "etcd": {"pki": {"ca_server": MINION, "ca_dir": self.ca_dir}},
-            "x509_signing_policies": {
-                "etcd-peer": policy("serverAuth, clientAuth"),
-                "etcd-server": policy("serverAuth, clientAuth"),
-                "etcd-client": policy("clientAuth"),
-            },
-        }
-        with open(os.path.join(root, "pillar", "top.sls"), "w") as handle:
-            handle.write("base:\n  '*':\n    - etcd\n")
-        with open(os.path.join(root, "pillar", "etcd.sls"), "w") as handle:
-            yaml.safe_dump(pillar, handle)
-        self.config = os.path.join(root, "conf")
-        os.makedirs(self.config)
-        with open(os.path.join(self.config, "minion"), "w") as handle:
-            yaml.safe_dump(
-                {
-                    "id": MINION,
-                    "root_dir": os.path.join(root, "salt"),
-                    "file_client": "local",
-                    "file_roots": {"base": [REPO, extra]},
-                    "pillar_roots": {"base": [os.path.join(root, "pillar")]},
-                    "log_file": os.path.join(root, "minion.log"),
-                },
-                handle,
-            )
-        self.call("saltutil.sync_all")
+def _functional_conftest():
+    # by path: test/unit has a conftest module too
+    spec = importlib.util.spec_from_file_location(
+        "etcd_functional_conftest", os.path.join(os.path.dirname(HERE), "conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def call(self, *args):
-        proc = subprocess.run(
-            [SALT_CALL, "-c", self.config, "--local", "--out=json", *args],
-            capture_output=True, text=True, timeout=120, check=False,
-        )
-        assert proc.stdout, proc.stderr
-        return json.loads(proc.stdout)["local"]
 
-    def state(self, function, test=False, **kwargs):
-        args = ["state.single", function] + ["{}={}".format(k, v) for k, v in kwargs.items()]
-        if test:
-            args.append("test=True")
-        result = self.call(*args)
-        return next(iter(result.values()))
+SaltLoader = _functional_conftest().SaltLoader
 
-    def peer(self, test=False, **kwargs):
-        args = dict(
-            name=os.path.join(self.pki, "peer.crt"), key=os.path.join(self.pki, "peer.key"),
-            usage="peer", ca_server=MINION, signing_policy="etcd-peer", common_name="etcd-1",
-            address="10.77.0.11", ca_file=os.path.join(self.ca_dir, "ca.crt"),
-        )
-        args.update(kwargs)
-        return self.state("etcd_cert.managed", test=test, **args)
+
+def etcd_pillar(root):
+    return {"pki": {"ca_server": "master", "ca_dir": os.path.join(root, "ca")},
+            "clusters": {"etcd": {"members": {"h1": {"seq": 1, "address": "10.77.0.11"}},
+                                  "clients": {"patroni": {"target": ["db1"]}}}}}
+
+
+class Master:
+    """What the salt-master does between h1 and the CA server: the reactor and the mine."""
+
+    def __init__(self, ca):
+        self.ca, self.events = ca, []
+
+    def reactor(self, requester):
+        def fire_master(data, tag, preload=None):
+            self.events.append((tag, data))
+            rendered = self.ca.modules["slsutil.renderer"](
+                path=REACTOR, default_renderer="jinja|yaml",
+                data={"id": requester, "tag": tag, "data": data})
+            for step in rendered.values():
+                for function, args in step.items():
+                    assert function == "local.etcd_ca.sign"
+                    args = {k: v for item in args for k, v in item.items()}
+                    assert args["tgt"] == self.ca.opts["id"]
+                    kwargs = {k: v for item in args["args"] for k, v in item.items()}
+                    self.ca.modules["etcd_ca.sign"](**kwargs)
+            return True
+
+        return fire_master
+
+    def mine_get(self, tgt, fun, tgt_type="glob", **kwargs):
+        return self.ca.modules["mine.get"](tgt, fun, tgt_type=tgt_type)
 
 
 @pytest.fixture(scope="module")
-def minion(tmp_path_factory):
-    minion = Minion(str(tmp_path_factory.mktemp("cert")))
-    os.makedirs(minion.pki)
-    ret = minion.state("etcd_cert.ca_managed", name="etcd CA")
-    assert ret["result"] is True, ret
-    return minion
+def root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cert"))
+
+
+@pytest.fixture(scope="module")
+def ca(root):
+    """The CA server, its CAs made by etcd_cert.ca_managed through state.single."""
+    loader = SaltLoader("master", etcd_pillar(root), os.path.join(root, "cache-master"))
+    (ret,) = loader.modules["state.single"]("etcd_cert.ca_managed", name="etcd CA").values()
+    assert ret["result"] is True and set(ret["changes"]) == {"client", "peer"}, ret
+    return loader
+
+
+@pytest.fixture(scope="module")
+def master(ca):
+    return Master(ca)
+
+
+@pytest.fixture(scope="module")
+def h1(root, ca, master):
+    """Member h1, whose events and mine reads reach the CA server through ``master``."""
+    loader = SaltLoader("h1", etcd_pillar(root), os.path.join(root, "cache-h1"))
+    loader.modules["event.fire_master"] = master.reactor("h1")
+    loader.modules["mine.get"] = master.mine_get
+    return loader
+
+
+def pki(root, *parts):
+    return os.path.join(root, "h1-pki", *parts)
+
+
+def ca_file(root, which="client"):
+    return os.path.join(root, "ca", "ca.crt" if which == "client" else "peer-ca.crt")
+
+
+def certificates(root, usages=("peer", "server", "client"), prefix=""):
+    return [{"usage": u, "cert": pki(root, prefix + u + ".crt"), "key": pki(root, prefix + u + ".key"),
+             "user": ME[0], "group": ME[1], **({"ca_file": ca_file(root, "peer")} if u == "peer" else {})}
+            for u in usages]
+
+
+def managed_args(root, **kwargs):
+    args = dict(name="etcd member etcd-1", ca_server="master", ca_file=ca_file(root),
+                certificates=certificates(root), timeout=10)
+    args.update(kwargs)
+    return args
 
 
 def load(path):
@@ -113,91 +124,162 @@ def load(path):
         return x509.load_pem_x509_certificate(handle.read())
 
 
-def ext(cert, cls):
-    return cert.extensions.get_extension_for_class(cls).value
+def key_of(path):
+    with open(path, "rb") as handle:
+        return serialization.load_pem_private_key(handle.read(), None)
 
 
-def test_ca_is_created_once_and_published_in_the_mine(minion):
-    ca = load(os.path.join(minion.ca_dir, "ca.crt"))
-    assert ext(ca, x509.BasicConstraints).ca is True
-    assert stat.S_IMODE(os.stat(os.path.join(minion.ca_dir, "ca.key")).st_mode) == 0o600
-    again = minion.state("etcd_cert.ca_managed", name="etcd CA")
-    assert again["result"] is True and again["changes"] == {}
-    assert load(os.path.join(minion.ca_dir, "ca.crt")).serial_number == ca.serial_number
-    published = minion.call("mine.get", MINION, "etcd_ca_cert")[MINION]
-    with open(os.path.join(minion.ca_dir, "ca.crt")) as handle:
-        assert published == handle.read()
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_test_mode_predicts_key_and_certificate_and_writes_nothing(minion):
-    ret = minion.peer(test=True, name=os.path.join(minion.pki, "t.crt"), key=os.path.join(minion.pki, "t.key"))
-    assert ret["result"] is None
-    assert set(ret["changes"]) == {"key", "certificate"}
-    assert not os.path.exists(os.path.join(minion.pki, "t.crt"))
-    assert not os.path.exists(os.path.join(minion.pki, "t.key"))
+def test_the_cas_are_made_once_with_their_keys_private_and_published(root, ca):
+    before = {n: open(os.path.join(root, "ca", n)).read() for n in ("ca.crt", "peer-ca.crt")}
+    (again,) = ca.modules["state.single"]("etcd_cert.ca_managed", name="etcd CA").values()
+    assert again["result"] is True and again["changes"] == {}, again
+    for which, (key_name, cert_name) in (("client", ("ca.key", "ca.crt")), ("peer", ("peer-ca.key", "peer-ca.crt"))):
+        assert mode(os.path.join(root, "ca", key_name)) == 0o600
+        assert open(os.path.join(root, "ca", cert_name)).read() == before[cert_name]
+        assert load(os.path.join(root, "ca", cert_name)).extensions.get_extension_for_class(
+            x509.BasicConstraints).value.ca
+        mine = {"client": "etcd_ca_cert", "peer": "etcd_peer_ca_cert"}[which]
+        assert ca.modules["mine.get"]("master", mine) == {"master": before[cert_name]}
 
 
-def test_peer_certificate_is_signed_by_the_ca_for_both_directions(minion):
-    ret = minion.peer()
-    assert ret["result"] is True and set(ret["changes"]) == {"key", "certificate"}, ret
-    cert = load(os.path.join(minion.pki, "peer.crt"))
-    ca = load(os.path.join(minion.ca_dir, "ca.crt"))
-    cert.verify_directly_issued_by(ca)
-    usages = set(ext(cert, x509.ExtendedKeyUsage))
-    assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    sans = ext(cert, x509.SubjectAlternativeName)
-    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"10.77.0.11", "127.0.0.1"}
-    assert {MINION, "localhost"} <= set(sans.get_values_for_type(x509.DNSName))
-    key_mode = stat.S_IMODE(os.stat(os.path.join(minion.pki, "peer.key")).st_mode)
-    assert key_mode == 0o600
+# The CA server's own states first: Salt's loader contexts of two minions in one process
+# (the CA server's and h1's, below) are not kept apart once h1's functions ran.
 
 
-def test_second_run_changes_nothing(minion):
-    minion.peer()
-    before = load(os.path.join(minion.pki, "peer.crt")).serial_number
-    ret = minion.peer()
-    assert ret["result"] is True and ret["changes"] == {}, ret
-    assert load(os.path.join(minion.pki, "peer.crt")).serial_number == before
+def test_the_ca_servers_own_admin_certificate_is_signed_there(root, ca):
+    args = dict(name="admin", ca_server="master", ca_file=ca_file(root), certificates=[
+        {"usage": "admin", "cert": os.path.join(root, "admin", "client.crt"),
+         "key": os.path.join(root, "admin", "client.key"), "user": ME[0], "group": ME[1]}])
+    (ret,) = ca.modules["state.single"]("etcd_cert.certificates_managed", **args).values()
+    assert ret["result"] is True, ret["comment"]
+    cert = load(os.path.join(root, "admin", "client.crt"))
+    cert.verify_directly_issued_by(load(ca_file(root)))
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier) == ["urn:etcd-formula:admin:master"]
+    (again,) = ca.modules["state.single"]("etcd_cert.certificates_managed", **args).values()
+    assert again["result"] is True and again["changes"] == {}, again
 
 
-def test_certificate_is_renewed_when_fewer_days_than_wanted_remain(minion):
-    paths = dict(name=os.path.join(minion.pki, "short.crt"), key=os.path.join(minion.pki, "short.key"))
-    assert minion.peer(days_valid=20, days_remaining=10, **paths)["result"] is True
-    with open(paths["key"]) as handle:
-        key_before = handle.read()
-    before = load(paths["name"]).serial_number
-    # 20 days issued, 30 wanted left: renew now
-    ret = minion.peer(days_valid=60, days_remaining=30, **paths)
-    assert ret["result"] is True and "certificate" in ret["changes"], ret
-    assert load(paths["name"]).serial_number != before
-    with open(paths["key"]) as handle:
-        assert handle.read() == key_before
-
-
-def test_client_certificate_is_for_clients_only(minion):
-    ret = minion.peer(
-        name=os.path.join(minion.pki, "client.crt"), key=os.path.join(minion.pki, "client.key"),
-        usage="client", signing_policy="etcd-client", common_name="etcd-1-client",
-    )
-    assert ret["result"] is True, ret
-    cert = load(os.path.join(minion.pki, "client.crt"))
-    assert set(ext(cert, x509.ExtendedKeyUsage)) == {ExtendedKeyUsageOID.CLIENT_AUTH}
-
-
-def test_ca_bundle_is_written_from_the_mine(minion):
-    bundle = os.path.join(minion.pki, "ca.crt")
-    ret = minion.state("etcd_cert.ca_bundle_managed", name=bundle, ca_server=MINION)
+def test_the_ca_bundle_is_written_from_the_mine(root, ca):
+    bundle = os.path.join(root, "bundle", "peer-ca.crt")
+    os.makedirs(os.path.dirname(bundle))
+    args = dict(name=bundle, ca_server="master", mine_function="etcd_peer_ca_cert", user=ME[0], group=ME[1])
+    (ret,) = ca.modules["state.single"]("etcd_cert.ca_bundle_managed", **args).values()
     assert ret["result"] is True and ret["changes"], ret
-    with open(bundle) as handle, open(os.path.join(minion.ca_dir, "ca.crt")) as ca:
-        assert handle.read() == ca.read()
-    again = minion.state("etcd_cert.ca_bundle_managed", name=bundle, ca_server=MINION)
-    assert again["result"] is True and again["changes"] == {}
+    assert open(bundle).read() == open(ca_file(root, "peer")).read()
+    (again,) = ca.modules["state.single"]("etcd_cert.ca_bundle_managed", **args).values()
+    assert again["result"] is True and again["changes"] == {}, again
 
 
-def test_unknown_signing_policy_fails_with_the_ca_servers_reason(minion):
-    ret = minion.peer(
-        name=os.path.join(minion.pki, "x.crt"), key=os.path.join(minion.pki, "x.key"),
-        signing_policy="etcd-nope",
-    )
+def test_test_mode_predicts_the_certificates_and_writes_and_asks_nothing(root, ca):
+    member = SaltLoader("h1", etcd_pillar(root), os.path.join(root, "cache-h1-test"))
+    (ret,) = member.modules["state.single"]("etcd_cert.certificates_managed", test=True,
+                                            **managed_args(root, certificates=certificates(root, prefix="t-"))).values()
+    assert ret["result"] is None, ret
+    assert set(ret["changes"]["issued"]) == {pki(root, "t-" + u + ".crt") for u in ("peer", "server", "client")}
+    assert not os.path.exists(pki(root))
+    assert not os.path.exists(os.path.join(root, "ca", "issued", "h1.json"))
+
+
+def test_masterless_without_a_reactor_fails_saying_the_request_was_not_sent(root, ca):
+    member = SaltLoader("h1", etcd_pillar(root), os.path.join(root, "cache-h1-alone"))
+    (ret,) = member.modules["state.single"]("etcd_cert.certificates_managed",
+                                            **managed_args(root, certificates=certificates(root, prefix="x-"))).values()
     assert ret["result"] is False
-    assert "signing_policy must be specified and defined on signing minion" in ret["comment"]
+    assert ret["comment"] == "the request to the CA server could not be sent (event.fire_master)"
+    assert not os.path.exists(pki(root, "x-peer.key"))
+
+
+def test_the_member_gets_real_certificates_from_the_ca_in_one_request(root, ca, h1, master):
+    ret = h1.states["etcd_cert.certificates_managed"](**managed_args(root))
+    assert ret["result"] is True, ret["comment"]
+    assert ret["comment"] == "3 certificate(s) issued by master, 0 file(s) fixed"
+    ((tag, data),) = master.events
+    assert tag == "etcd/cert/request" and [r["usage"] for r in data["requests"]] == ["peer", "server", "client"]
+    assert "PRIVATE KEY" not in str(data)
+    client_ca, peer_ca = load(ca_file(root)), load(ca_file(root, "peer"))
+    for usage, issuer in (("peer", peer_ca), ("server", client_ca), ("client", client_ca)):
+        cert = load(pki(root, usage + ".crt"))
+        cert.verify_directly_issued_by(issuer)
+        assert cert.public_key().public_bytes(*SPKI) == key_of(pki(root, usage + ".key")).public_key().public_bytes(*SPKI)
+        assert mode(pki(root, usage + ".key")) == 0o600 and mode(pki(root, usage + ".crt")) == 0o644
+    names = load(pki(root, "peer.crt")).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(names.get_values_for_type(x509.DNSName)) == ["etcd-1", "h1"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.77.0.11"]
+    client = load(pki(root, "client.crt"))
+    assert list(client.subject) == []
+    assert client.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.UniformResourceIdentifier) == ["urn:etcd-formula:member:etcd:h1"]
+    # the CA server keeps what it issued
+    issued = ca.modules["etcd_ca.certificates"]()["h1"]
+    assert {u: issued[u] for u in issued} == {u: open(pki(root, u + ".crt")).read() for u in ("peer", "server", "client")}
+
+
+def test_a_second_run_asks_nothing_and_changes_nothing(root, h1, master):
+    h1.states["etcd_cert.certificates_managed"](**managed_args(root))
+    events = len(master.events)
+    serials = {u: load(pki(root, u + ".crt")).serial_number for u in ("peer", "server", "client")}
+    ret = h1.states["etcd_cert.certificates_managed"](**managed_args(root))
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    assert len(master.events) == events
+    assert serials == {u: load(pki(root, u + ".crt")).serial_number for u in ("peer", "server", "client")}
+
+
+def test_a_certificate_with_fewer_days_left_than_wanted_is_renewed(root, h1):
+    # a CA server issuing for 20 days only (same CA, same mine), then the usual one
+    short_pillar = etcd_pillar(root)
+    short_pillar["pki"]["days_valid"] = 20
+    short_ca = SaltLoader("master", short_pillar, os.path.join(root, "cache-master"))
+    short = Master(short_ca)
+    member = SaltLoader("h1", etcd_pillar(root), os.path.join(root, "cache-h1-short"))
+    member.modules["event.fire_master"] = short.reactor("h1")
+    member.modules["mine.get"] = short.mine_get
+    args = managed_args(root, certificates=certificates(root, ("server",), prefix="r-"), days_remaining=10)
+    first = member.states["etcd_cert.certificates_managed"](**args)
+    assert first["result"] is True, first
+    before = load(pki(root, "r-server.crt"))
+    ret = h1.states["etcd_cert.certificates_managed"](**dict(args, days_remaining=30))
+    (because,) = ret["changes"]["issued"][pki(root, "r-server.crt")]
+    assert because.endswith("fewer than 30 days left"), ret
+    cert = load(pki(root, "r-server.crt"))
+    assert ret["result"] is True and cert.serial_number != before.serial_number
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days >= 825
+    assert cert.public_key().public_bytes(*SPKI) == key_of(pki(root, "r-server.key")).public_key().public_bytes(*SPKI)
+
+
+def test_a_mode_changed_by_hand_is_fixed_without_a_new_certificate(root, h1, master):
+    h1.states["etcd_cert.certificates_managed"](**managed_args(root))
+    os.chmod(pki(root, "client.key"), 0o640)
+    serial = load(pki(root, "client.crt")).serial_number
+    events = len(master.events)
+    ret = h1.states["etcd_cert.certificates_managed"](**managed_args(root))
+    assert ret["result"] is True and ret["changes"] == {"attributes": [pki(root, "client.key")]}, ret
+    assert mode(pki(root, "client.key")) == 0o600
+    assert load(pki(root, "client.crt")).serial_number == serial and len(master.events) == events
+
+
+def test_a_usage_the_pillar_does_not_give_fails_before_asking(root, h1, master):
+    events = len(master.events)
+    ret = h1.states["etcd_cert.certificates_managed"](
+        **managed_args(root, certificates=certificates(root, ("patroni",))))
+    assert ret["result"] is False and ret["comment"].startswith("h1 is named by no patroni client")
+    assert len(master.events) == events and not os.path.exists(pki(root, "patroni.key"))
+
+
+def test_the_ca_server_refuses_a_non_member_a_peer_certificate(root, ca):
+    key = ca.utils["etcd_pki.new_key"]()
+    ret = ca.modules["etcd_ca.sign"]("h9", [{"usage": "peer", "csr": ca.utils["etcd_pki.csr_pem"](key)}], "r9")
+    assert ret == {"request_id": "r9", "issued": [], "refused": {
+        "peer": "h9 is a member of no etcd cluster in pillar: no peer certificate for it"}}
+    assert ca.modules["mine.get"]("master", "etcd_issued_h9")["master"]["refused"] == ret["refused"]
+
+
+def test_the_reactor_ignores_a_request_naming_a_target_expression(ca):
+    rendered = ca.modules["slsutil.renderer"](
+        path=REACTOR, default_renderer="jinja|yaml",
+        data={"id": "h1", "tag": "etcd/cert/request", "data": {"ca_server": "*", "requests": []}})
+    assert not rendered

@@ -69,3 +69,32 @@ def test_absent_removes_and_refuses_two_to_one(salt_minion, etcd_cluster, state)
     assert refused["result"] is False
     assert refused["changes"] == {}
     assert "2-member cluster is unsafe" in refused["comment"]
+
+
+@pytest.fixture(params=[True, False], ids=["test=True", "test=False"])
+def testmode(request):
+    """Each state test once predicting (test=True: nothing may change) and once for real."""
+    return request.param
+
+
+def test_present_adds_a_learner_or_predicts_it(salt_minion, etcd_cluster, state, testmode):
+    new = etcd_cluster.new_member()
+    ret = state("present", name=new.name, peer_urls=new.peer_url, promote=False, test=testmode)
+    assert ret["changes"]["membership"] == {"old": "absent", "new": "learner"}
+    names = member_names(salt_minion, etcd_cluster)
+    if testmode:
+        assert ret["result"] is None and len(names) == 3
+    else:
+        assert ret["result"] is True and len(names) == 4 and True in names.values()
+
+
+def test_absent_removes_a_voter_or_predicts_it_and_refuses_two_to_one_in_both(
+        salt_minion, etcd_cluster, state, testmode):
+    ret = state("absent", name="test-3", test=testmode)
+    assert ret["changes"]["membership"] == {"old": "voter", "new": "absent"}
+    names = member_names(salt_minion, etcd_cluster)
+    assert ("test-3" in names) is testmode
+    assert ret["result"] is (None if testmode else True)
+    if not testmode:
+        refused = state("absent", name="test-2", test=True)  # predicted as it will be: refused
+        assert refused["result"] is False and "2-member cluster is unsafe" in refused["comment"]

@@ -2,8 +2,14 @@
 The etcd client, loaded by Salt's loader as a minion loads it, against a real TLS cluster.
 """
 
+import os
+import time
+
 import pytest
+from local_etcd import ETCD_BIN, etcd_version
 from salt.exceptions import CommandExecutionError
+
+VERSION = etcd_version() if os.access(ETCD_BIN, os.X_OK) else (0, 0, 0)
 
 
 @pytest.fixture
@@ -67,12 +73,36 @@ def test_etcd_refuses_a_second_learner_after_retrying(etcd_cluster, connect):
 def test_lock_excludes_a_second_holder_until_released(etcd_cluster, connect):
     first = connect(etcd_cluster.endpoints, **etcd_cluster.tls)
     second = connect(list(reversed(etcd_cluster.endpoints)), **etcd_cluster.tls)
-    with first.lock("restart", ttl=2, holder="h1") as holder:
-        assert holder == "h1"
-        with pytest.raises(CommandExecutionError, match="waiting for lock .*restart held by h1"):
+    with first.lock("restart", ttl=2, holder="h1") as held:
+        assert held.holder == "h1"
+        with pytest.raises(CommandExecutionError, match="lock .*restart is held by h1"):
             # longer than the TTL: the keep-alive holds the lease
             with second.lock("restart", wait=3, holder="h2"):
                 pytest.fail("two holders at once")
     with second.lock("restart", wait=1, holder="h2"):
         assert first.get("/etcd-formula/locks/restart") == "h2"
     assert first.get("/etcd-formula/locks/restart") is None
+
+
+def test_a_held_lock_whose_lease_is_revoked_says_it_is_lost(etcd_cluster, connect):
+    client = connect(etcd_cluster.endpoints, **etcd_cluster.tls)
+    with client.lock("restart", ttl=2, holder="h1") as held:
+        held.check()  # held: nothing raised
+        client._post("kv/lease/revoke", {"ID": held.lease})  # what an expiry does
+        deadline = time.monotonic() + 5
+        with pytest.raises(CommandExecutionError, match="lock .*restart is lost"):
+            while time.monotonic() < deadline:
+                held.check()
+                time.sleep(0.1)
+    assert client.get("/etcd-formula/locks/restart") is None
+
+
+def test_keys_under_a_prefix_and_the_revision_are_what_was_written(etcd_cluster, connect):
+    client = connect(etcd_cluster.endpoints, **etcd_cluster.tls)
+    before = client.revision()
+    for key, value in (("/app/a", "1"), ("/app/b", "two words"), ("/app0", "beside"), ("/ap", "x")):
+        client.put(key, value)
+    assert client.revision() == before + 4
+    assert client.keys("/app/") == {"/app/a": "1", "/app/b": "two words"}
+    assert client.keys() == {"/app/a": "1", "/app/b": "two words", "/app0": "beside", "/ap": "x"}
+
