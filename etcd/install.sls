@@ -21,7 +21,10 @@ etcd-packages-installed:
 
 etcd-packages-installed:
   test.fail_without_changes:
-    - name: "etcd-server {{ installed }} runs here and pillar etcd:pkg:version says {{ pinned }}: a running member changes its etcd version only through salt-run etcd.upgrade version={{ pinned }} (one member at a time); nothing was changed"
+    - name: {{ ("etcd-server " ~ installed ~ " runs here and pillar etcd:pkg:version says "
+                ~ pinned ~ ": a running member changes its etcd version only through salt-run"
+                ~ " etcd.upgrade version=" ~ pinned ~ " (one member at a time); nothing was"
+                ~ " changed") | json }}
 {%- else %}
 {%-   set wanted = upgrade or pinned %}
 

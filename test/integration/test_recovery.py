@@ -108,6 +108,12 @@ def wipe(*hosts):
         lab("exec", host, "--", "rm", "-rf", DATA)
 
 
+def journals(hosts):
+    """The tail of each host's etcd and salt-minion journal: what a failed bootstrap says."""
+    return {h: lab("exec", h, "--", "journalctl", "--no-pager", "-o", "short-monotonic",
+                   "-n", "60", "-u", "etcd", "-u", "salt-minion").stdout for h in hosts}
+
+
 def latest():
     return last_json(run("etcd.snapshots").stdout)[-1]
 
@@ -131,7 +137,7 @@ def rec_lab(lab):
            for m, states in ret.items() for sid, s in (states.items() if isinstance(states, dict)
                                                         else [("_|-?", {"comment": states})])
            if not s.get("result")]
-    assert not bad, bad
+    assert not bad, (bad, journals(MEMBERS))
     write_base_config(CLIENT, SCOPE)
     res = run("etcd.refresh_endpoints")
     assert res.returncode == 0, res.stdout
