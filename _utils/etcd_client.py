@@ -87,8 +87,11 @@ REFUSALS = (
 # member is starting or stopping; seen with etcd 3.5 during a rolling restart, and with 3.4
 # while it stops: its port answered the gateway's gRPC call as plain HTTP, so the request
 # never reached etcd): as good as a refused connection, so the next endpoint is asked.
+# "raft: stopped" is a member just removed (or stopping) whose raft node no longer takes
+# proposals (raft.ErrStopped: refused before the proposal was made, so never applied).
 GATEWAY_DIAL_FAILURES = ("connection error:", "transport is closing",
-                         "OK: HTTP status code 200; transport: missing content-type field")
+                         "OK: HTTP status code 200; transport: missing content-type field",
+                         "raft: stopped")
 
 # The gateway path is /v3/ from etcd 3.4 on; fixing it saves a /version round-trip per endpoint.
 API_PATH = "/v3/"
