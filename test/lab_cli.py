@@ -15,9 +15,10 @@ ADMIN_TLS = {"ca_file": CA_DIR + "/admin/ca.crt", "cert_file": CA_DIR + "/admin/
              "key_file": CA_DIR + "/admin/client.key"}
 
 
-def lab(*args, timeout=900):
-    """test/lab ARGS...: the CompletedProcess, output captured as text."""
-    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout)
+def lab(*args, timeout=900, input=None):
+    """test/lab ARGS...: the CompletedProcess, output captured as text (``input``: stdin)."""
+    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=timeout,
+                          input=input)
 
 
 def salt(*args):

@@ -233,3 +233,62 @@ def test_prometheus_gets_the_formulas_rules_checked_by_promtool(clients_lab):
     out = on_client("promtool", "check", "rules", "/etc/prometheus/rules/etcd-alerts.yml",
                     "/etc/prometheus/rules/etcd-recording.yml")
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+PROMETHEUS_CONFIG = """\
+# Written by test_clients: what docs/operations.md asks of prometheus.yml, with short
+# intervals so that the drill takes a minute or two.
+global: {scrape_interval: 5s, evaluation_interval: 5s}
+rule_files: ['/etc/prometheus/rules/etcd-*.yml']
+scrape_configs:
+  - job_name: etcd
+    file_sd_configs: [{files: ['/etc/prometheus/etcd_targets.yml']}]
+"""
+
+
+def prometheus(path):
+    """GET prometheus's HTTP API on h5 (its default port, on the lab bridge): the data."""
+    res = http().get("http://{}:9090/api/v1/{}".format(ip(CLIENT), path), timeout=5)
+    res.raise_for_status()
+    return res.json()["data"]
+
+
+def alerts():
+    """{alert name: set of states} of the alerts prometheus holds now."""
+    found = {}
+    for alert in prometheus("alerts")["alerts"]:
+        found.setdefault(alert["labels"]["alertname"], set()).add(alert["state"])
+    return found
+
+
+def test_a_real_prometheus_fires_no_leader_when_quorum_is_lost_and_resolves_it(clients_lab):
+    """The shipped rules, the target list and the labels as the formula writes them, on a real
+    prometheus scraping the voting members: 2 of 3 members stopped -> etcdNoLeader firing
+    (and etcdInsufficientMembers pending: its `for` is 3 minutes); both back -> resolved.
+    (Last in this module: patroni loses its DCS meanwhile.)"""
+    voters = ["h2", "h3", "h4"]  # after the replacement above
+    wrote = lab("exec", CLIENT, "--", "sh", "-c",
+                "cat > /etc/prometheus/prometheus.yml && systemctl restart prometheus",
+                input=PROMETHEUS_CONFIG)
+    assert wrote.returncode == 0, wrote.stderr
+    wait_for("prometheus scrapes the 3 voters", lambda: sorted(
+        t["labels"]["instance"] for t in prometheus("targets")["activeTargets"]
+        if t["health"] == "up" and t["labels"].get("etcd_cluster") == "etcd")
+        == sorted("{}:2381".format(ip(h)) for h in voters), 60)
+    wait_for("the rules are loaded", lambda: any(
+        r["name"] == "etcdNoLeader" for g in prometheus("rules")["groups"] for r in g["rules"]),
+        30)
+    time.sleep(15)  # a few evaluations of a healthy cluster
+    assert not {"etcdNoLeader", "etcdInsufficientMembers", "etcdMembersDown"} & set(alerts())
+
+    for host in voters[:2]:
+        assert lab("exec", host, "--", "systemctl", "stop", "etcd").returncode == 0
+    try:
+        wait_for("etcdNoLeader firing", lambda: "firing" in alerts().get("etcdNoLeader", ()),
+                 150)
+        assert "pending" in alerts().get("etcdInsufficientMembers", set()), alerts()
+    finally:
+        for host in voters[:2]:
+            lab("exec", host, "--", "systemctl", "start", "--no-block", "etcd")
+    wait_for("the alerts resolved", lambda: not {
+        "etcdNoLeader", "etcdInsufficientMembers"} & set(alerts()), 120)
