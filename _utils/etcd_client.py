@@ -173,8 +173,8 @@ def _is_refused(text):
 
 def _refusal_message(detail_text):
     """
-    etcd's message from a gateway error body (``{"error"|"message": ..., "code": ...}``),
-    or None when the text is not such a body (then the request never reached etcd).
+    etcd's message from a gateway error body (``{"error"|"message": ..., "code": ...}``, or
+    ``{"error": {"message": ..., "grpc_code": ...}}``), or None when the text is not such a body (then the request never reached etcd).
     """
     try:
         body = json.loads(detail_text or "")
@@ -182,10 +182,14 @@ def _refusal_message(detail_text):
         return None, None
     if not isinstance(body, dict):
         return None, None
-    message = body.get("message") or body.get("error")
-    if not message:
+    message, code = body.get("message") or body.get("error"), body.get("code")
+    if isinstance(message, dict):
+        # the gateway's stream-error shape ({"error": {"grpc_code", "message", ...}}), seen
+        # from etcd 3.5 mid-restart: the same refusal, one level down
+        message, code = message.get("message"), message.get("grpc_code", code)
+    if not message or not isinstance(message, str):
         return None, None
-    return message, body.get("code")
+    return message, code
 
 
 def _member(raw):
