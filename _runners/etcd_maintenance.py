@@ -94,24 +94,35 @@ def _wait_member_healthy(client, url):
         time.sleep(0.5)
 
 
+def _healthy_enough(s, client, settings, allowed_alarms):
+    """Why the cluster may not lose a member for a defragmentation now, or None: quorum,
+    no split, every voting member serving (an alarm aside), no alarm but those allowed."""
+    health = s.layer("health")(client)
+    # "NOSPACE on <member id>" (etcd_membership.summarise)
+    alarms = [a for a in health.get("alarms") or [] if a.split(" on ")[0] not in allowed_alarms]
+    if not health.get("quorum", {}).get("ok") or health.get("split") or not all(
+            m.get("healthy") or (m.get("error") or "").startswith("Active Alarm")
+            for m in health["members"].values()) or alarms:
+        return s.unhealthy(settings, health) or "alarms {}".format(", ".join(alarms))
+    return None
+
+
 def _defragment(s, etcd_pillar, settings, operation, force, allowed_alarms=()):
-    """Defragment the cluster's voting members in the plan's order: what was done."""
+    """Defragment the cluster's voting members in the plan's order: what was done. The
+    cluster's health is asked again before each member: a member blocked by its
+    defragmentation while another is down could cost the quorum (and patroni its leader)."""
     with s.client(etcd_pillar, settings) as client:
-        health = s.layer("health")(client)
-        # "NOSPACE on <member id>" (etcd_membership.summarise)
-        alarms = [a for a in health.get("alarms") or [] if a.split(" on ")[0] not in allowed_alarms]
-        if not health.get("quorum", {}).get("ok") or health.get("split") or not all(
-                m.get("healthy") or (m.get("error") or "").startswith("Active Alarm")
-                for m in health["members"].values()) or alarms:
-            raise StepFailed("not defragmenting: {}".format(
-                s.unhealthy(settings, health) or "alarms {}".format(", ".join(alarms))))
+        problem = _healthy_enough(s, client, settings, allowed_alarms)
+        if problem:
+            raise StepFailed("not defragmenting: {}".format(problem))
         members = client.members()
         statuses = _statuses(client, members)
         leader_id = s.layer("leader_status")(client, members)["id"]
     plan = defrag_plan(members, statuses, leader_id, settings["defrag_in_use_ratio"],
                        settings["defrag_min_bytes"], force)
     done = []
-    with s.client(etcd_pillar, settings, timeout=DEFRAG_TIMEOUT) as client:
+    with s.client(etcd_pillar, settings) as checks, \
+            s.client(etcd_pillar, settings, timeout=DEFRAG_TIMEOUT) as client:
         for member, before, skipped in plan:
             role = "leader" if member["id"] == leader_id else "follower"
             if skipped:
@@ -119,6 +130,12 @@ def _defragment(s, etcd_pillar, settings, operation, force, allowed_alarms=()):
                 s.progress(done[-1])
                 continue
             operation.check()  # the lock is still this operation's
+            if done:  # the first member's check is the one above
+                problem = _healthy_enough(s, checks, settings, allowed_alarms)
+                if problem:
+                    raise StepFailed("not defragmenting {} ({}): {}: stopped there; done: {}; "
+                                     "continue with: salt-run etcd.defrag".format(
+                                         member["name"], role, problem, "; ".join(done)))
             url = member["client_urls"][0]
             s.progress("{} ({}): defragmenting {} ({:.0%} in use)".format(
                 member["name"], role, _mb(before["db_size"]),
@@ -131,13 +148,13 @@ def _defragment(s, etcd_pillar, settings, operation, force, allowed_alarms=()):
                                  "with: salt-run etcd.defrag".format(
                                      member["name"], role, exc, "; ".join(done) or "nothing")) from None
             took = time.monotonic() - started
-            problem = _wait_member_healthy(client, url)
+            problem = _wait_member_healthy(checks, url)
             if problem:
                 raise StepFailed("{} ({}) is not healthy {} s after its defragmentation ({}): "
                                  "stopped there; done: {}; continue with: salt-run "
                                  "etcd.defrag".format(member["name"], role, HEALTHY_AFTER,
                                                       problem, "; ".join(done) or "nothing"))
-            after = client.status(url)
+            after = checks.status(url)
             done.append("{} ({}): {} -> {} in {:.2f} s".format(
                 member["name"], role, _mb(before["db_size"]), _mb(after["db_size"]), took))
             s.progress(done[-1])
