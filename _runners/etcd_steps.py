@@ -11,9 +11,10 @@ hand it their dunders (``Steps(__opts__, __salt__, __utils__)``), so one copy se
 import functools
 import logging
 import os
+import time
 
 import salt.client
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltClientError, SaltInvocationError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,10 @@ DEFAULT_PILLAR_MINION = "master"
 # Seconds a minion gets to answer a quick call (a ping, a local state); a dead host is
 # told from a slow one by this, not by Salt's default timeout.
 MINION_TIMEOUT = 8
+# A publish the master's request server did not take in time (SaltClientError, seen under
+# load): tried this many times, this many seconds apart.
+PUBLISH_TRIES = 2
+PUBLISH_RETRY_DELAY = 2
 
 
 def __virtual__():
@@ -249,12 +254,25 @@ class Steps:
     def answers(self, target, fun, arg=(), kwarg=None, tgt_type="list", timeout=MINION_TIMEOUT):
         """{minion: (return, retcode)} of ``fun`` on ``target`` (the minions that answered:
         Salt marks one that did not with ``out: no_return``)."""
-        with salt.client.get_local_client(self.opts["conf_file"]) as local:
-            # gather_job_timeout bounds the wait for a minion that is gone (Salt's default,
-            # the master's gather_job_timeout, comes on top of the timeout)
-            found = local.cmd(target, fun, arg=list(arg), kwarg=kwarg, tgt_type=tgt_type,
-                              timeout=timeout, full_return=True,
-                              gather_job_timeout=max(2, min(timeout, 10)))
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                with salt.client.get_local_client(self.opts["conf_file"]) as local:
+                    # gather_job_timeout bounds the wait for a minion that is gone (Salt's
+                    # default, the master's gather_job_timeout, comes on top of the timeout)
+                    found = local.cmd(target, fun, arg=list(arg), kwarg=kwarg, tgt_type=tgt_type,
+                                      timeout=timeout, full_return=True,
+                                      gather_job_timeout=max(2, min(timeout, 10)))
+                break
+            except SaltClientError as exc:
+                # a busy master's request server did not take the publish in time: what the
+                # formula publishes is idempotent (a duplicate state.apply is refused by Salt
+                # as already running), so once more, then a failed step saying so
+                if attempt == PUBLISH_TRIES:
+                    raise StepFailed("the master did not publish {} to {} ({}), twice: the "
+                                     "step may not have run; run it again".format(
+                                         fun, target, exc)) from None
+                log.warning("publishing %s to %s: %s; trying again", fun, target, exc)
+                time.sleep(PUBLISH_RETRY_DELAY)
         return {m: (a.get("ret"), a.get("retcode", 0)) if isinstance(a, dict) else (a, 1)
                 for m, a in (found or {}).items()
                 if not (isinstance(a, dict) and a.get("out") == "no_return")}

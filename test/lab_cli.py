@@ -48,6 +48,23 @@ def last_json(text):
     return found
 
 
+def step_errors(steps):
+    """{state id: error} of an orchestration's failed steps: the runner's Error, or the
+    traceback salt puts in ``return`` (a string) when a runner raised, or the comment."""
+    errors = {}
+    for sid, state in steps.items():
+        if state["result"]:
+            continue
+        returned = (state.get("changes") or {}).get("return")
+        if isinstance(returned, dict) and returned.get("Error"):
+            errors[sid.split("_|-")[1]] = returned["Error"]
+        elif isinstance(returned, str) and returned:
+            errors[sid.split("_|-")[1]] = returned
+        else:
+            errors[sid.split("_|-")[1]] = state.get("comment")
+    return errors
+
+
 def build_cluster(lab_, members):
     """The lab's extension modules synced, the CA and the master's admin certificate, then a
     cluster of ``members`` by one highstate applied to them at once: each state checked."""

@@ -20,7 +20,7 @@ import time
 
 import pytest
 import yaml
-from lab_cli import ADMIN_TLS, lab, last_json, salt
+from lab_cli import ADMIN_TLS, lab, last_json, salt, step_errors
 from lab_patroni import api, http, wait_for, write_base_config
 from lab_pillar import ip, write_base, write_etcd
 
@@ -76,9 +76,7 @@ def orchestrate(sls, member):
     res = lab("salt-run", "--out=json", "state.orchestrate", sls,
               "pillar=" + json.dumps({"etcd_member": member}))
     steps = next(iter(last_json(res.stdout)["data"].values()))
-    errors = {sid.split("_|-")[1]: (s.get("changes", {}).get("return") or {}).get("Error")
-              or s.get("comment") for sid, s in steps.items() if not s["result"]}
-    return res.returncode, errors
+    return res.returncode, step_errors(steps)
 
 
 def leader_key(hosts):

@@ -22,7 +22,7 @@ import subprocess
 import time
 
 import pytest
-from lab_cli import ADMIN_TLS, lab, last_json, salt
+from lab_cli import ADMIN_TLS, lab, last_json, salt, step_errors
 from lab_pillar import ip, write_base, write_etcd
 from writer import Writer, formula_client
 
@@ -67,15 +67,9 @@ def orchestrate(sls, pillar):
         steps = next(iter(last_json(res.stdout)["data"].values()))
     except (ValueError, KeyError, StopIteration):
         raise AssertionError("orchestration {}: {}\n{}".format(sls, res.stdout, res.stderr)) from None
-    errors = {}
     if isinstance(steps, list):  # a render error
         return res.returncode, {"render": steps}, took, {}
-    for sid, step in steps.items():
-        if not step["result"]:
-            ret = (step.get("changes") or {}).get("return") or {}
-            errors[sid.split("_|-")[1]] = ret.get("Error") if isinstance(ret, dict) else None \
-                or step.get("comment")
-    return res.returncode, errors, took, steps
+    return res.returncode, step_errors(steps), took, steps
 
 
 def client(hosts=HOSTS):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 from lab_cli import ADMIN_TLS as ADMIN, last_json
-from lab_cli import LAB, lab, salt
+from lab_cli import LAB, lab, salt, step_errors
 from lab_pillar import ip, write_base, write_etcd
 from writer import Writer
 
@@ -43,11 +43,6 @@ def orchestrate(sls, member, **extra):
     data = last_json(res.stdout)["data"]
     steps = next(iter(data.values()))
     return res.returncode, steps, took
-
-
-def step_errors(steps):
-    return {sid.split("_|-")[1]: (s.get("changes", {}).get("return") or {}).get("Error")
-            or s.get("comment") for sid, s in steps.items() if not s["result"]}
 
 
 def client(endpoints):

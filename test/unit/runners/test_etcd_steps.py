@@ -9,7 +9,7 @@ from unittest import mock
 
 import pytest
 import salt.client
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltClientError, SaltInvocationError
 
 import etcd_errors as errors
 import etcd_operations
@@ -168,3 +168,32 @@ def test_a_minion_that_does_not_return_is_silent(answering, minion_steps):
     answering["h1"] = {"ret": "Minion did not return. [No response]", "out": "no_return", "retcode": 254}
     with pytest.raises(etcd_steps.MinionSilent, match="minion h1 did not answer test.ping within 5 s"):
         minion_steps.on_minion("h1", "test.ping", timeout=5)
+
+
+def test_a_publish_the_busy_master_did_not_take_is_tried_once_more(monkeypatch, answering, minion_steps):
+    local = salt.client.get_local_client.return_value
+    answer = local.cmd.side_effect
+    calls = []
+
+    def busy_once(tgt, fun, **kwargs):
+        calls.append(fun)
+        if len(calls) == 1:
+            raise SaltClientError("The salt master could not be contacted. Is master running?")
+        return answer(tgt, fun, **kwargs)
+
+    local.cmd.side_effect = busy_once
+    monkeypatch.setattr(etcd_steps.time, "sleep", lambda seconds: None)
+    answering["h1"] = {"ret": True, "retcode": 0}
+    assert minion_steps.on_minion("h1", "test.ping") is True
+    assert calls == ["test.ping", "test.ping"]
+
+
+def test_a_publish_refused_twice_fails_the_step_saying_so(monkeypatch, answering, minion_steps):
+    local = salt.client.get_local_client.return_value
+    local.cmd.side_effect = SaltClientError("The salt master could not be contacted.")
+    monkeypatch.setattr(etcd_steps.time, "sleep", lambda seconds: None)
+    with pytest.raises(etcd_steps.StepFailed, match=(
+            r"the master did not publish etcd_cluster.purge to h1 \(The salt master could not "
+            r"be contacted.\), twice: the step may not have run; run it again")):
+        minion_steps.on_minion("h1", "etcd_cluster.purge")
+    assert local.cmd.call_count == 2
