@@ -130,12 +130,12 @@ def _defragment(s, etcd_pillar, settings, operation, force, allowed_alarms=()):
                 s.progress(done[-1])
                 continue
             operation.check()  # the lock is still this operation's
-            if done:  # the first member's check is the one above
-                problem = _healthy_enough(s, checks, settings, allowed_alarms)
-                if problem:
-                    raise StepFailed("not defragmenting {} ({}): {}: stopped there; done: {}; "
-                                     "continue with: salt-run etcd.defrag".format(
-                                         member["name"], role, problem, "; ".join(done)))
+            # before the first member the check above is a moment old: not asked twice
+            problem = done and _healthy_enough(s, checks, settings, allowed_alarms)
+            if problem:
+                raise StepFailed("not defragmenting {} ({}): {}: stopped there; done: {}; "
+                                 "continue with: salt-run etcd.defrag".format(
+                                     member["name"], role, problem, "; ".join(done)))
             url = member["client_urls"][0]
             s.progress("{} ({}): defragmenting {} ({:.0%} in use)".format(
                 member["name"], role, _mb(before["db_size"]),

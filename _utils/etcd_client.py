@@ -174,7 +174,8 @@ def _is_refused(text):
 def _refusal_message(detail_text):
     """
     etcd's message from a gateway error body (``{"error"|"message": ..., "code": ...}``, or
-    ``{"error": {"message": ..., "grpc_code": ...}}``), or None when the text is not such a body (then the request never reached etcd).
+    ``{"error": {"message": ..., "grpc_code": ...}}``), or None when the text is not such a
+    body (then the request never reached etcd).
     """
     try:
         body = json.loads(detail_text or "")
@@ -187,7 +188,7 @@ def _refusal_message(detail_text):
         # the gateway's stream-error shape ({"error": {"grpc_code", "message", ...}}), seen
         # from etcd 3.5 mid-restart: the same refusal, one level down
         message, code = message.get("message"), message.get("grpc_code", code)
-    if not message or not isinstance(message, str):
+    if not isinstance(message, str) or not message:
         return None, None
     return message, code
 

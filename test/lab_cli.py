@@ -51,18 +51,14 @@ def last_json(text):
 def step_errors(steps):
     """{state id: error} of an orchestration's failed steps: the runner's Error, or the
     traceback salt puts in ``return`` (a string) when a runner raised, or the comment."""
-    errors = {}
-    for sid, state in steps.items():
-        if state["result"]:
-            continue
+    def error(state):
         returned = (state.get("changes") or {}).get("return")
-        if isinstance(returned, dict) and returned.get("Error"):
-            errors[sid.split("_|-")[1]] = returned["Error"]
-        elif isinstance(returned, str) and returned:
-            errors[sid.split("_|-")[1]] = returned
-        else:
-            errors[sid.split("_|-")[1]] = state.get("comment")
-    return errors
+        if isinstance(returned, dict):
+            returned = returned.get("Error")
+        return returned if isinstance(returned, str) and returned else state.get("comment")
+
+    return {sid.split("_|-")[1]: error(state) for sid, state in steps.items()
+            if not state["result"]}
 
 
 def build_cluster(lab_, members):

@@ -14,6 +14,7 @@ Needs a lab of 5 hosts with this module's pillar: the module fixture brings the 
 up again that way (a developer's lab that is up with another pillar makes it fail instead).
 """
 
+import datetime
 import json
 import os
 import time
@@ -269,6 +270,9 @@ def test_a_real_prometheus_fires_no_leader_when_quorum_is_lost_and_resolves_it(c
                 "cat > /etc/prometheus/prometheus.yml && systemctl restart prometheus",
                 input=PROMETHEUS_CONFIG)
     assert wrote.returncode == 0, wrote.stderr
+    def evaluated(group):
+        return datetime.datetime.fromisoformat(group["lastEvaluation"]).timestamp()
+
     wait_for("prometheus scrapes the 3 voters", lambda: sorted(
         t["labels"]["instance"] for t in prometheus("targets")["activeTargets"]
         if t["health"] == "up" and t["labels"].get("etcd_cluster") == "etcd")
@@ -276,7 +280,10 @@ def test_a_real_prometheus_fires_no_leader_when_quorum_is_lost_and_resolves_it(c
     wait_for("the rules are loaded", lambda: any(
         r["name"] == "etcdNoLeader" for g in prometheus("rules")["groups"] for r in g["rules"]),
         30)
-    time.sleep(15)  # a few evaluations of a healthy cluster
+    all_up = time.time()
+    # an evaluation after the next scrape of all three (the hosts share the machine's clock)
+    wait_for("the rules evaluated on a full scrape", lambda: all(
+        evaluated(g) > all_up + 5 for g in prometheus("rules")["groups"]), 60)
     assert not {"etcdNoLeader", "etcdInsufficientMembers", "etcdMembersDown"} & set(alerts())
 
     for host in voters[:2]:
