@@ -264,12 +264,21 @@ def _expect(*phases):
     return found
 
 
-def rotation_begin(common_name="etcd CA"):
+def rotation_begin(common_name="etcd CA", split=False):
     """
     Step 1 of a CA rotation: a new CA for the clients and one for the peers in
     ``<ca_dir>/next`` (keys 0600, the CA key settings of pillar etcd:pki), then phase
     ``trust-both``. Nothing trusts them before that record exists, so a half-made ``next``
     is made again. Refused for your own CA (``ca_provided``). The rotation's record.
+
+    split
+        The clusters were built before peers had a CA of their own: their peer
+        certificates are the clients' CA's, and their peer ports trust it. The peers' CA in
+        place (made by etcd.ca since, trusted by no running member) is archived to
+        ``<ca_dir>/retired/<UTC time>-unused``, and the clients' CA takes its place as the
+        peers' CA too, so the rotation starts from what the members trust and ends with two
+        CAs apart (``salt-run etcd.rotate_ca`` passes it when a member serves such a peer
+        certificate).
 
     CLI Example:
 
@@ -283,6 +292,8 @@ def rotation_begin(common_name="etcd CA"):
                                     "not rotate it (docs/operations.md)")
     if _expect(None, *PHASES) is not None:
         return rotation()
+    if split:
+        _peers_from_the_clients_ca(pki)
     for which in ("client", "peer"):
         problem = __utils__["etcd_pki.ca_problem"](*(_read_pair(*_files(pki, which))),
                                                    *_files(pki, which))
@@ -301,6 +312,26 @@ def rotation_begin(common_name="etcd CA"):
         __utils__["etcd_files.replace"](os.path.join(next_dir, cert_name), cert, mode=0o644)
     return _record(pki, "trust-both", started=started, old=_labels(pki, ""),
                    new=_labels(pki, "next"))
+
+
+def _peers_from_the_clients_ca(pki):
+    """The clients' CA copied as the peers' (key 0600); the peers' files in place first
+    archived (never deleted). Run again after an interruption, it ends the same way."""
+    client, peer = _read_pair(*_files(pki, "client")), _read_pair(*_files(pki, "peer"))
+    problem = __utils__["etcd_pki.ca_problem"](*client, *_files(pki, "client"))
+    if problem:
+        raise CommandExecutionError("the clients' CA cannot become the peers' too: " + problem)
+    if peer == client:
+        return
+    if any(peer):
+        archive = os.path.join(pki["ca_dir"], "retired", _now() + "-unused")
+        os.makedirs(archive, mode=0o700, exist_ok=True)
+        for text, path, mode in zip(peer, _files(pki, "peer"), (0o600, 0o644)):
+            if text is not None:
+                __utils__["etcd_files.replace"](
+                    os.path.join(archive, os.path.basename(path)), text, mode=mode)
+    for text, path, mode in zip(client, _files(pki, "peer"), (0o600, 0o644)):
+        __utils__["etcd_files.replace"](path, text, mode=mode)
 
 
 def _read_pair(key_path, cert_path):

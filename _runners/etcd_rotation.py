@@ -128,6 +128,26 @@ def _served_by_new(s, etcd_pillar, settings, done):
     s.progress(done[-1])
 
 
+def _built_before_the_split(s, ca_server, clusters):
+    """The members ("minion (cluster)") that serve a peer certificate of the clients' CA
+    that the peers' CA bundle does not hold: a cluster built before peers had a CA of
+    their own (the highstate refuses it: etcd_cert.peer_trust_kept)."""
+    bundles = _ca(s, ca_server, "bundles")
+    found = []
+    for settings in clusters:
+        for minion in settings["members"]:
+            url = __utils__["etcd_settings.peer_url"](settings, minion)
+            try:
+                served = __utils__["etcd_pki.served_certificate"](url)
+            except OSError as exc:
+                raise StepFailed("{} peer ({}) does not answer: {}: nothing was changed; "
+                                 "{}".format(minion, url, exc, CONTINUE)) from None
+            if (__utils__["etcd_pki.issued_by_bundle"](served, bundles["client"])
+                    and not __utils__["etcd_pki.issued_by_bundle"](served, bundles["peer"])):
+                found.append("{} ({})".format(minion, settings["name"]))
+    return found
+
+
 def _pki(etcd_pillar):
     return __utils__["etcd_settings.pki"](etcd_pillar)
 
@@ -172,7 +192,14 @@ def rotate_ca(until=None):
             s.rolling_order(etcd_pillar, settings, "salt-run etcd.rotate_ca")
         phase = _ca(s, ca_server, "rotation")["phase"]
         if phase is None:
-            record = _ca(s, ca_server, "rotation_begin")
+            before = _built_before_the_split(s, ca_server, clusters)
+            if before:
+                done.append("peer certificates of the clients' CA served by {} (built before "
+                            "peers had a CA of their own): the clients' CA is the peers' CA "
+                            "until the rotation gives them one apart".format(", ".join(before)))
+                s.progress(done[-1])
+            record = s.on_minion(ca_server, "etcd_ca.rotation_begin", timeout=30,
+                                 expect=dict, split=bool(before))
             done.append("new CAs made: {}".format(", ".join(
                 "{} {}".format(w, label) for w, label in sorted(record["new"].items()))))
             s.progress(done[-1])

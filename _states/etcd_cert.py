@@ -11,6 +11,8 @@ The formula's TLS files, issued by its own CA (``_modules/etcd_ca.py`` on the CA
 - ``ca_published``: on the CA server, its CA certificate published in the Salt mine.
 - ``ca_bundle_managed``: on a member or client, the CA certificate file written from the mine.
 - ``ca_managed``: on the CA server, the CA itself (created once, never rewritten; or yours).
+- ``peer_trust_kept``: on a member, before its bundles: refuses a member built before peers
+  had a CA of their own (``salt-run etcd.rotate_ca`` moves it).
 
 The master needs the reactor (README): ``reactor: [{'etcd/cert/request':
 ['salt://etcd/reactor/sign.sls']}]``.
@@ -175,16 +177,6 @@ def certificates_managed(name, certificates, ca_server, ca_file, key_algo="ec", 
             key = _pki("load_key")(_read(spec["key"]) or "", key_algo, key_size)
             ca_text = _read(spec.get("ca_file") or ca_file)
             why = _pki("problems")(_read(spec["cert"]), key, ca_text, identity, days_remaining)
-            if why and spec.get("ca_file") and spec["ca_file"] != ca_file and _pki(
-                    "issued_by_bundle")(_read(spec["cert"]), _read(ca_file)):
-                # a peer certificate of the clients' CA: a member built before peers had a CA
-                # of their own. Its peers trust only the clients' CA until they restart: a
-                # peer certificate of the peers' CA now would cut this member off from them.
-                raise CommandExecutionError(
-                    "{} was issued by the clients' CA ({}), not by {}: this cluster was built "
-                    "before peers had a CA of their own, and moving a running cluster to it is "
-                    "a CA rotation (both CAs trusted, then rolling restarts), not a highstate. "
-                    "Nothing was changed".format(spec["cert"], ca_file, spec["ca_file"]))
             if why:
                 # a key of the wanted kind is kept: only its certificate is replaced (one
                 # atomic rename, no moment where etcd reads a key with another's certificate)
@@ -339,6 +331,42 @@ def ca_bundle_managed(
 
 # Mine entries of the two CAs' certificates.
 CA_MINE_FUNCTIONS = {"client": CA_MINE_FUNCTION, "peer": "etcd_peer_ca_cert"}
+
+
+def peer_trust_kept(name, ca_server):
+    """
+    On a member, before its CA bundles are written: refuse the peers' bundle the CA server
+    publishes when it would no longer trust this member's peer certificate ``name`` and
+    that certificate is the clients' CA's: a cluster built before peers had a CA of their
+    own. Its running peers trust only the clients' CA (etcd reads its trusted CA file at
+    start only): a bundle or a peer certificate of the peers' CA now would cut members off
+    from each other as they restart. ``salt-run etcd.rotate_ca`` moves such a cluster to
+    the peers' CA without a moment of lost quorum. Changes nothing, ever.
+
+    name
+        The member's peer certificate (none yet: nothing to keep).
+    ca_server
+        Minion id of the CA server.
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    cert = _read(name)
+    if cert is None:
+        ret["comment"] = "no peer certificate yet at {}: nothing to keep trusting".format(name)
+        return ret
+    bundles = {which: (__salt__["mine.get"](ca_server, mine) or {}).get(ca_server) or ""
+               for which, mine in CA_MINE_FUNCTIONS.items()}
+    if (_pki("issued_by_bundle")(cert, bundles["client"])
+            and not _pki("issued_by_bundle")(cert, bundles["peer"])):
+        ret.update(result=False, comment=(
+            "{} was issued by the clients' CA ({}), which the peers' CA bundle of {} does not "
+            "hold ({}): this cluster was built before peers had a CA of their own. Move it "
+            "there with salt-run etcd.rotate_ca (both CAs trusted, then rolling restarts), "
+            "not a highstate. Nothing was changed".format(
+                name, ", ".join(_pki("ca_label")(bundles["client"])), ca_server,
+                ", ".join(_pki("ca_label")(bundles["peer"])) or "none published")))
+        return ret
+    ret["comment"] = "the peers' CA bundle of {} trusts {}".format(ca_server, name)
+    return ret
 
 
 def _ensure_ca(pki, which, common_name, test):

@@ -18,13 +18,22 @@ etcd-pki-dir-managed:
     - mode: '0755'
     - makedirs: True
 
+# a member built before peers had a CA of their own is refused here, before any file
+# changes (its peers trust only the clients' CA): salt-run etcd.rotate_ca moves it
+etcd-pki-peer-trust-kept:
+  etcd_cert.peer_trust_kept:
+    - name: {{ paths.peer_cert_file }}
+    - ca_server: {{ pki.ca_server }}
+    - require:
+      - file: etcd-pki-dir-managed
+
 # the clients' CA (the client port trusts it) and the peers' own (the peer port trusts only it)
 etcd-pki-ca-bundle-managed:
   etcd_cert.ca_bundle_managed:
     - name: {{ paths.ca_file }}
     - ca_server: {{ pki.ca_server }}
     - require:
-      - file: etcd-pki-dir-managed
+      - etcd_cert: etcd-pki-peer-trust-kept
 
 etcd-pki-peer-ca-bundle-managed:
   etcd_cert.ca_bundle_managed:
@@ -32,7 +41,7 @@ etcd-pki-peer-ca-bundle-managed:
     - ca_server: {{ pki.ca_server }}
     - mine_function: etcd_peer_ca_cert
     - require:
-      - file: etcd-pki-dir-managed
+      - etcd_cert: etcd-pki-peer-trust-kept
 
 {#- peer and server files belong to etcd; the client pair (etcdctl, the formula) to root #}
 etcd-pki-certificates-managed:

@@ -621,3 +621,91 @@ def test_no_password_in_the_job_cache_logs_journals_or_any_argv(patroni):
     argv = subprocess.run(["sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | "
                            "grep -cE '{}' || true".format(pattern)], capture_output=True, text=True)
     assert argv.stdout.strip() == "0"
+
+
+# -- a cluster built before peers had a CA of their own, moved to one by the rotation -------------
+
+def ca_file(name):
+    return os.path.join(CA_DIR, name)
+
+
+def make_the_cluster_of_one_ca():
+    """The state a cluster built by the formula's first version is in: its peer certificates
+    are the clients' CA's and its peer ports trust that CA only. Reached here with the
+    rotation itself (its next peers' CA is the clients' CA), so patroni keeps serving; then
+    a new peers' CA made by etcd.ca, as the current formula's first highstate of the CA
+    server makes it, that no member trusts."""
+    os.makedirs(ca_file("next"), mode=0o700)
+    for name in ("ca.key", "ca.crt"):
+        shutil.copy2(ca_file(name), ca_file("next/" + name))
+        shutil.copy2(ca_file(name), ca_file("next/peer-" + name))
+    record = salt("master", "etcd_ca.bundles")["master"]["labels"]
+    with open(ca_file("rotation.json"), "w") as handle:
+        json.dump({"phase": "trust-both", "started": time.strftime("%Y%m%dT%H%M%SZ-one-ca"),
+                   "old": {w: record[w][0] for w in record}, "new": {}}, handle)
+    os.chmod(ca_file("rotation.json"), 0o600)
+    rotate()
+    assert phase() is None
+    one = salt("master", "etcd_ca.bundles")["master"]["labels"]
+    assert one["client"] == one["peer"] and len(one["peer"]) == 1, one
+    os.makedirs(ca_file("retired/one-ca"), mode=0o700)
+    for name in ("peer-ca.key", "peer-ca.crt"):
+        os.replace(ca_file(name), ca_file("retired/one-ca/" + name))
+    assert failures(salt("master", "state.apply", "etcd.ca"), ["master"]) == []
+
+
+def h1_peer_side():
+    """h1's peer certificate and bundle, and its etcd's PID."""
+    return (fingerprint("h1", "/etc/etcd/pki/peer.crt"),
+            on("h1", "sha256sum", "/etc/etcd/pki/peer-ca.crt").stdout,
+            on("h1", "systemctl", "show", "-p", "ExecMainPID", "etcd").stdout)
+
+
+def test_a_cluster_of_one_ca_is_refused_by_highstate_and_split_by_the_rotation(patroni):
+    h2 = ip("h2")
+    peer_port = "https://{}:2380/members".format(h2)
+    # -k: the refusal asserted below is the server's, not curl's view of the peer certificate
+    patroni_tls = ("-k", "--cert", PATRONI_CERT, "--key", PATRONI_KEY)
+    make_the_cluster_of_one_ca()
+    # what a cluster of one CA allows: patroni's client certificate opens a peer port
+    assert curl(PATRONI_HOST, peer_port, *patroni_tls) == 0
+    # highstate refuses it before any file changes: no bundle, no certificate, no restart
+    before = h1_peer_side()
+    ret = salt("h1", "state.apply")["h1"]
+    refusal = [s["comment"] for s in ret.values() if s.get("result") is False]
+    assert any("was issued by the clients' CA" in c and "salt-run etcd.rotate_ca" in c
+               for c in refusal), refusal
+    assert h1_peer_side() == before
+    # the rotation moves it to a peers' CA of its own, patroni and a writer serving
+    started = time.time()
+    with Writer(endpoints(), ADMIN_TLS, credentials=("root", ROOT_PASSWORD)) as writer:
+        ret = rotate()
+        ended = time.time()
+        time.sleep(1)
+    report = writer.report()
+    print("a cluster of one CA split by the rotation ({:.0f} s): {}".format(ended - started,
+                                                                         report))
+    assert report["failed"] == 0, report["first_failures"]
+    assert any("built before peers had a CA of their own" in d for d in ret["done"]), ret["done"]
+    wait_for("patroni reaches etcd after the split",
+             lambda: api(PATRONI_HOST)[1].get("dcs_last_seen", 0) > ended, 60)
+    assert patroni_state() == patroni
+    labels = salt("master", "etcd_ca.bundles")["master"]["labels"]
+    assert len(labels["client"]) == len(labels["peer"]) == 1 and labels["client"] != labels["peer"]
+    # peer trust is not client trust any more: patroni's certificate opens no peer port; the
+    # members' own peer certificates do, and they are the peers' CA's
+    assert curl(PATRONI_HOST, peer_port, *patroni_tls) != 0
+    assert curl("h1", peer_port, "--cacert", "/etc/etcd/pki/peer-ca.crt", "--cert",
+                "/etc/etcd/pki/peer.crt", "--key", "/etc/etcd/pki/peer.key") == 0
+    for host in MEMBERS:
+        assert on(host, "openssl", "verify", "-CAfile", "/etc/etcd/pki/peer-ca.crt",
+                  "/etc/etcd/pki/peer.crt").returncode == 0, host
+        assert on(host, "openssl", "verify", "-CAfile", "/etc/etcd/pki/ca.crt",
+                  "/etc/etcd/pki/peer.crt").returncode != 0, host
+    # the unused peers' CA and the one CA are archived (keys 0600), never deleted
+    archived = subprocess.run(["find", ca_file("retired"), "-name", "*.key", "-perm", "600"],
+                              capture_output=True, text=True).stdout.split()
+    assert any(p.endswith("-unused/peer-ca.key") for p in archived), archived
+    # and highstate changes nothing now
+    ret = salt("-L", ",".join(MEMBERS), "state.apply", "test=True")
+    assert all(s.get("result") is True for states in ret.values() for s in states.values()), ret

@@ -352,3 +352,39 @@ def test_bundles_name_each_trusted_ca_and_the_rotation(ca_dir):
     etcd_ca.rotation_begin()
     found = etcd_ca.bundles()
     assert found["rotation"]["phase"] == "trust-both" and len(found["labels"]["client"]) == 2
+
+
+def test_a_split_rotation_starts_from_the_clients_ca_as_the_peers_and_ends_with_two_apart(ca_dir):
+    # a CA server whose clusters were built before peers had a CA of their own: etcd.ca made
+    # a peers' CA since, which no running member trusts
+    client = {name: (ca_dir / name).read_text() for name in ("ca.key", "ca.crt")}
+    unused = {name: (ca_dir / name).read_text() for name in ("peer-ca.key", "peer-ca.crt")}
+    record = etcd_ca.rotation_begin(split=True)
+    # the unused peers' CA is archived (never deleted), the clients' CA is the peers' too
+    (archive,) = (ca_dir / "retired").iterdir()
+    assert archive.name.endswith("-unused")
+    assert {n: (archive / n).read_text() for n in unused} == unused
+    assert oct((archive / "peer-ca.key").stat().st_mode & 0o777) == "0o600"
+    assert (ca_dir / "peer-ca.key").read_text() == client["ca.key"]
+    assert oct((ca_dir / "peer-ca.key").stat().st_mode & 0o777) == "0o600"
+    assert record["old"]["peer"] == record["old"]["client"]
+    # what the members' peer ports trust now comes first in the peers' bundle
+    assert _bundle(ca_dir, "peer").startswith(client["ca.crt"].strip())
+    assert etcd_ca.rotation_begin(split=True) == etcd_ca.rotation()  # again: nothing moves
+    etcd_ca.rotation_switch()
+    etcd_ca.rotation_finish()
+    etcd_ca.rotation_end()
+    # two CAs apart, neither the old one
+    labels = {w: _labels(_bundle(ca_dir, w)) for w in ("client", "peer")}
+    assert labels == {"client": [record["new"]["client"]], "peer": [record["new"]["peer"]]}
+    assert labels["client"] != labels["peer"]
+    assert record["old"]["client"] not in labels["client"] + labels["peer"]
+
+
+def test_a_split_without_a_usable_clients_ca_changes_nothing(ca_dir):
+    (ca_dir / "ca.key").write_text(etcd_pki.key_pem(etcd_pki.new_key()))
+    peer = (ca_dir / "peer-ca.key").read_text()
+    with pytest.raises(CommandExecutionError, match="cannot become the peers' too: the CA key"):
+        etcd_ca.rotation_begin(split=True)
+    assert (ca_dir / "peer-ca.key").read_text() == peer and not (ca_dir / "retired").exists()
+    assert etcd_ca.rotation() == {"phase": None}

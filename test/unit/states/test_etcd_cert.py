@@ -343,24 +343,65 @@ def test_certificate_of_another_ca_is_reissued(dir_, ca):
     load_cert(dir_, "server").verify_directly_issued_by(other.cas["client"][1])
 
 
-def test_a_peer_certificate_of_the_clients_ca_is_refused_not_reissued(dir_, ca, testmode):
+def publish(ca, mine, client, peer):
+    """The CA server's bundles in the mine, as etcd.ca publishes them."""
+    mine.entries[("master", "etcd_ca_cert")] = client
+    mine.entries[("master", "etcd_peer_ca_cert")] = peer
+
+
+def test_a_member_built_before_peers_had_their_own_ca_is_refused_before_any_file(
+        dir_, ca, mine, testmode):
     # a member built before peers had a CA of their own: its running peers trust only the
-    # clients' CA, so a peer certificate of the peers' CA would cut it off from them
+    # clients' CA, so the peers' bundle alone (or a peer certificate of it) would cut it off
     peer_ca = ca.cas["peer"]
     ca.cas["peer"] = ca.cas["client"]
     (dir_ / "peer-ca.crt").write_text(ca.ca_pem("client"))
     with mock.patch.dict(etcd_cert.__opts__, {"test": False}):
         assert member(dir_, usages=("peer",))["result"] is True  # a peer certificate of the clients' CA
     ca.cas["peer"] = peer_ca
-    (dir_ / "peer-ca.crt").write_text(ca.ca_pem("peer"))
-    before = snapshot(dir_, ("peer",))
-    calls = ca.fire_master.call_count
-    ret = member(dir_, usages=("peer",))
+    publish(ca, mine, ca.ca_pem("client"), ca.ca_pem("peer"))
+    ret = etcd_cert.peer_trust_kept(str(dir_ / "peer.crt"), "master")
     assert ret["result"] is False and ret["changes"] == {}
-    assert ret["comment"].startswith("{} was issued by the clients' CA ({})".format(
-        dir_ / "peer.crt", dir_ / "ca.crt"))
-    assert "a CA rotation" in ret["comment"] and ret["comment"].endswith("Nothing was changed")
-    assert snapshot(dir_, ("peer",)) == before and ca.fire_master.call_count == calls
+    assert ret["comment"].startswith("{} was issued by the clients' CA (etcd CA client [".format(
+        dir_ / "peer.crt"))
+    assert "salt-run etcd.rotate_ca" in ret["comment"] and ret["comment"].endswith(
+        "Nothing was changed")
+
+
+@pytest.mark.parametrize("bundle", ["client+peer", "peer+client"])
+def test_a_peers_bundle_that_still_trusts_the_clients_ca_passes(dir_, ca, mine, bundle):
+    # the rotation that gives such a cluster a CA for its peers: both trusted, either first
+    (dir_ / "peer.crt").write_text(etcd_pki.sign(*ca.cas["client"], etcd_pki.csr_pem(
+        etcd_pki.new_key()), etcd_pki.identity(ca.pillar, "h1", "peer")))
+    first, second = bundle.split("+")
+    publish(ca, mine, ca.ca_pem("client"), ca.ca_pem(first) + ca.ca_pem(second))
+    ret = etcd_cert.peer_trust_kept(str(dir_ / "peer.crt"), "master")
+    assert ret["result"] is True and ret["changes"] == {}, ret
+
+
+def test_a_peer_certificate_of_the_clients_ca_is_reissued_by_the_peers_once_both_are_trusted(
+        dir_, ca):
+    # the rotation's reissue step for such a cluster: the peers' CA signs, the clients' CA
+    # (what the other members' peer certificates still are) is trusted beside it
+    (dir_ / "peer.crt").write_text(etcd_pki.sign(*ca.cas["client"], etcd_pki.csr_pem(
+        etcd_pki.new_key()), etcd_pki.identity(ca.pillar, "h1", "peer")))
+    (dir_ / "peer-ca.crt").write_text(ca.ca_pem("peer") + ca.ca_pem("client"))
+    ret = member(dir_, usages=("peer",))
+    assert ret["result"] is True, ret
+    assert list(ret["changes"]["issued"]) == [str(dir_ / "peer.crt")]
+    load_cert(dir_, "peer").verify_directly_issued_by(ca.cas["peer"][1])
+    assert pair_matches(dir_, "peer")
+
+
+@pytest.mark.parametrize("usage", [None, "peer"])
+def test_a_member_without_a_peer_certificate_or_with_one_of_the_peers_ca_passes(
+        dir_, ca, mine, usage):
+    if usage:
+        with mock.patch.dict(etcd_cert.__opts__, {"test": False}):
+            assert member(dir_, usages=(usage,))["result"] is True
+    publish(ca, mine, ca.ca_pem("client"), ca.ca_pem("peer"))
+    ret = etcd_cert.peer_trust_kept(str(dir_ / "peer.crt"), "master")
+    assert ret["result"] is True and ret["changes"] == {}, ret
 
 
 def test_key_of_another_algorithm_is_replaced_and_the_certificate_follows(dir_):
