@@ -132,8 +132,11 @@ def sign(requester, requests, request_id=""):
     with open(partial, "w") as handle:
         json.dump(answer, handle)
     os.replace(partial, path)
-    if not __salt__["mine.send"](mine_name(requester), mine_function="etcd_ca.issued",
-                                 requester=requester):
+    with __utils__["etcd_files.exclusive"](
+            __utils__["etcd_pki.mine_lock_file"](pki["ca_dir"])):
+        sent = __salt__["mine.send"](mine_name(requester), mine_function="etcd_ca.issued",
+                                     requester=requester)
+    if not sent:
         raise CommandExecutionError("the master did not store the answer for {} in the "
                                     "mine".format(requester))
     return {"request_id": answer["request_id"], "issued": sorted(certificates),

@@ -110,14 +110,25 @@ def _ask(ca_server, requests, timeout):
     """Fire the request, then read the CA server's answer from the mine: {usage: PEM}."""
     request_id = uuid.uuid4().hex
     mine_name = _pki("issued_mine_name")(__opts__["id"])
-    if __opts__["id"] == ca_server:
+    own = __opts__["id"] == ca_server
+
+    def fire():
+        if not __salt__["event.fire_master"](
+                {"ca_server": ca_server, "request_id": request_id, "requests": requests},
+                REQUEST_TAG):
+            raise CommandExecutionError(
+                "the request to the CA server could not be sent (event.fire_master)")
+
+    if own:
         # the CA server's own certificates (the master's admin one): signed here
         __salt__["etcd_ca.sign"](__opts__["id"], requests, request_id)
-    elif not __salt__["event.fire_master"](
-            {"ca_server": ca_server, "request_id": request_id, "requests": requests},
-            REQUEST_TAG):
-        raise CommandExecutionError("the request to the CA server could not be sent (event.fire_master)")
-    give_up_at = time.monotonic() + timeout
+    else:
+        fire()
+    started = time.monotonic()
+    give_up_at = started + timeout
+    # an event the master took can still come to nothing (its reactor's job or the answer
+    # lost on the way): asked once more, the same request, half way through the wait
+    again_at = None if own else started + timeout / 2
     pause = POLL_SECONDS
     while True:
         answer = (__salt__["mine.get"](ca_server, mine_name) or {}).get(ca_server) or {}
@@ -127,10 +138,15 @@ def _ask(ca_server, requests, timeout):
                     ca_server, "; ".join("{}: {}".format(u, why)
                                          for u, why in sorted(answer["refused"].items()))))
             return answer.get("certificates") or {}
+        if again_at is not None and time.monotonic() >= again_at:
+            again_at = None
+            fire()
+            continue
         if time.monotonic() >= give_up_at:
             raise CommandExecutionError(
-                "the CA server {} did not answer within {} s: is it up, and does the master "
-                "have the reactor for {} (README)?".format(ca_server, timeout, REQUEST_TAG))
+                "the CA server {} did not answer within {} s{}: is it up, and does the "
+                "master have the reactor for {} (README)?".format(
+                    ca_server, timeout, "" if own else " (asked twice)", REQUEST_TAG))
         # each look is a request to the master: back off, so that many minions waiting at
         # once leave its workers to the CA server's answers
         time.sleep(pause)
@@ -265,7 +281,10 @@ def ca_published(name, mine_function=CA_MINE_FUNCTION):
                 name, mine_function
             )
             return ret
-        if not __salt__["mine.send"](mine_function, mine_function="file.read", path=name):
+        pki = __utils__["etcd_settings.pki"](__salt__["config.get"]("etcd", {}))
+        with __utils__["etcd_files.exclusive"](_pki("mine_lock_file")(pki["ca_dir"])):
+            sent = __salt__["mine.send"](mine_function, mine_function="file.read", path=name)
+        if not sent:
             raise CommandExecutionError(
                 "the master did not store the CA certificate in the mine (see the minion log)"
             )

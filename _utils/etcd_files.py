@@ -4,6 +4,8 @@ one, its mode set first), and only when their text changes, so a reader (etcdctl
 node_exporter's textfile collector) never sees half a file and a re-run changes nothing.
 """
 
+import contextlib
+import fcntl
 import os
 
 __virtualname__ = "etcd_files"
@@ -29,3 +31,17 @@ def replace(path, text, mode=0o644):
     os.chmod(temporary, mode)
     os.replace(temporary, path)
     return True
+
+
+@contextlib.contextmanager
+def exclusive(path):
+    """Held by one process of this host at a time (``flock`` on ``path``, made 0600 if
+    missing, in a 0700 directory made if missing; the kernel releases it with the
+    process)."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

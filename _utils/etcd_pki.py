@@ -167,6 +167,14 @@ def rotation_file(ca_dir):
     return os.path.join(ca_dir, "rotation.json")
 
 
+def mine_lock_file(ca_dir):
+    """The lock the CA server's ``mine.send`` calls take one at a time: the master keeps a
+    minion's mine as one record that whichever worker takes a send reads, updates and
+    writes back, so two sends of one minion at once can lose one (an answer a requester
+    then waits for in vain)."""
+    return os.path.join(ca_dir, ".mine.lock")
+
+
 def bundle_file(ca_dir, which):
     """Where the CA server keeps the trust bundle of CA ``which`` it publishes."""
     return os.path.join(ca_dir, BUNDLES[which])

@@ -388,3 +388,23 @@ def test_a_split_without_a_usable_clients_ca_changes_nothing(ca_dir):
         etcd_ca.rotation_begin(split=True)
     assert (ca_dir / "peer-ca.key").read_text() == peer and not (ca_dir / "retired").exists()
     assert etcd_ca.rotation() == {"phase": None}
+
+
+def test_the_answer_is_sent_to_the_mine_under_the_ca_servers_lock(ca_dir, mine_send):
+    # the master stores a minion's mine as one record (read, update, write back by any
+    # worker): two sends of the CA server at once could lose one answer
+    import fcntl
+
+    held = []
+
+    def send(*args, **kwargs):
+        with open(etcd_pki.mine_lock_file(str(ca_dir))) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(True)
+        return True
+
+    mine_send.side_effect = send
+    assert etcd_ca.sign("h1", [request("server")])["refused"] == {}
+    assert held == [True]
