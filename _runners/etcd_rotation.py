@@ -15,6 +15,10 @@ trusted until nothing holds a certificate of it:
 3. ``trust-new``: the old CAs archived (``etcd_ca.rotation_finish``); the bundles new-only,
    rolled out as in 1; the rotation's record removed (``etcd_ca.rotation_end``).
 
+A cluster built before peers had a CA of their own (its members serve peer certificates of
+the clients' CA) starts from the clients' CA as the peers' CA too (``etcd_ca.rotation_begin``
+with ``split``), and so ends with two CAs apart.
+
 Each step is recorded on the CA server and looks before it changes anything: interrupted
 anywhere and run again, the rotation goes on where it stopped. Holds the operation lock of
 every cluster of the pillar (they share the CA). Reports per member as it goes.
