@@ -77,11 +77,15 @@ def wait_healthy(lab, timeout=120):
 
 
 def metrics_health(lab, host):
-    """A member's /health on its plain-HTTP metrics port: True, False (no leader), None (down)."""
+    """A member's /health on its plain-HTTP metrics port: True, False (no leader, or no
+    answer within 1 s: etcd 3.5's /health waits for a leader while one is elected, so a
+    member up and listening may not answer in time), None (down: nothing listens)."""
     try:
         with NO_PROXY.open("http://{}:2381/health".format(lab.ip(host)), timeout=1) as answer:
             return json.loads(answer.read().decode()).get("health") == "true"
-    except OSError:
+    except OSError as exc:
+        if isinstance(getattr(exc, "reason", exc), TimeoutError):
+            return False
         return None
 
 
