@@ -63,6 +63,11 @@ def _pki(function):
     return __utils__["etcd_pki." + function]
 
 
+def _published(ca_server, mine_function):
+    """What ``ca_server`` published in the mine as ``mine_function`` (a CA bundle), or None."""
+    return (__salt__["mine.get"](ca_server, mine_function) or {}).get(ca_server)
+
+
 def _read(path):
     try:
         with open(path) as handle:
@@ -319,7 +324,7 @@ def ca_bundle_managed(
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     try:
-        text = (__salt__["mine.get"](ca_server, mine_function) or {}).get(ca_server)
+        text = _published(ca_server, mine_function)
         if not text:
             raise CommandExecutionError(
                 "the CA server {} has published no CA certificate in the mine ({}): "
@@ -372,7 +377,7 @@ def peer_trust_kept(name, ca_server):
     if cert is None:
         ret["comment"] = "no peer certificate yet at {}: nothing to keep trusting".format(name)
         return ret
-    bundles = {which: (__salt__["mine.get"](ca_server, mine) or {}).get(ca_server) or ""
+    bundles = {which: _published(ca_server, mine) or ""
                for which, mine in CA_MINE_FUNCTIONS.items()}
     if (_pki("issued_by_bundle")(cert, bundles["client"])
             and not _pki("issued_by_bundle")(cert, bundles["peer"])):
