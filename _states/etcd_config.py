@@ -5,7 +5,9 @@ An etcd member's config file (etcd's YAML, read with ``--config-file``), from pi
 has the rule): a member with an empty data dir
 
 - joins (``existing``, the real membership) a cluster that answers on a member's peer port
-  and lists it: a registered member or learner, or a cluster bootstrapping at this moment;
+  and lists it as a registered member or learner;
+- starts as the others did (``new``, the same initial cluster and token) when the cluster
+  that answers is a bootstrap under way of exactly its settings (its cluster ID proves it);
 - bootstraps (``new``) only on proof that no cluster exists: every other member answered
   through Salt that it holds no data and runs no etcd, or the operator says ``init: new``
   for this run;

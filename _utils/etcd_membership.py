@@ -13,7 +13,9 @@ Errors are ``etcd_errors`` classes; a refusal of the formula's own is ``EtcdUnsa
 subclass) with a message saying why and what to do.
 """
 
+import hashlib
 import os
+import struct
 import sys
 import time
 
@@ -368,6 +370,41 @@ def quorum_lost_message(quorum_state, views=None):
     )
 
 
+def _etcd_id(data):
+    """etcd's ID of ``data``: the first 8 bytes of its SHA-1, big-endian (etcd's
+    ``membership.NewMember`` and ``RaftCluster.genID``)."""
+    return struct.unpack(">Q", hashlib.sha1(data).digest()[:8])[0]
+
+
+def static_bootstrap_ids(initial_cluster, token):
+    """
+    The IDs etcd gives a cluster bootstrapped with ``initial-cluster`` ``initial_cluster``
+    ("name=peer-url,...") and ``initial-cluster-token`` ``token``: ``{"cluster_id",
+    "members": {peer URL: member ID}}``, in hex as etcd prints them. Every initial member
+    computes the same IDs from the same two settings; that is how the members of a static
+    bootstrap find they are one cluster, and how a member can prove that a cluster under way
+    is the one its own settings make.
+    """
+    peers = {}
+    for part in (p.strip() for p in initial_cluster.split(",") if p.strip()):
+        name, _, url = part.partition("=")
+        peers.setdefault(name, []).append(url)
+    members = {}
+    for urls in peers.values():
+        member_id = _etcd_id(("".join(sorted(urls)) + token).encode("utf-8"))
+        members.update({url: member_id for url in urls})
+    cluster_id = _etcd_id(b"".join(struct.pack(">Q", m) for m in sorted(set(members.values()))))
+    return {"cluster_id": "{:x}".format(cluster_id),
+            "members": {url: "{:x}".format(m) for url, m in members.items()}}
+
+
+def _same_id(a, b):
+    try:
+        return int(str(a), 16) == int(str(b), 16)
+    except ValueError:
+        return False
+
+
 def bootstrap_decision(me, others, token, init, answers, local_states=None):
     """
     Which ``initial-*`` settings a member with an EMPTY data dir may start with; the rule
@@ -376,10 +413,15 @@ def bootstrap_decision(me, others, token, init, answers, local_states=None):
 
     - a cluster answers on a member's peer port (``answers``) and lists this member: join it
       (``existing``, its real membership). A cluster none of whose members ever ran is a
-      bootstrap under way (all members applied at once): joined as it is. A cluster that has
-      run must have a leader for this member to join it (``needs_leader``: an election, or a
-      lost quorum, is waited out, then refused). A member that has run in it before has lost
-      its data: it cannot rejoin under its old ID (refused);
+      bootstrap under way (all members applied at once, another one's etcd started first):
+      this member is one of its initial members and starts as they did, ``new`` with the
+      same initial cluster and token, once the answered cluster ID proves it is the one
+      those settings make (``static_bootstrap_ids``); etcd refuses ``existing`` there, as
+      "incompatible with current running cluster", until a quorum has elected a leader, which
+      it cannot without this member. A cluster that has run must have a leader for this
+      member to join it (``needs_leader``: an election, or a lost quorum, is waited out, then
+      refused). A member that has run in it before has lost its data: it cannot rejoin under
+      its old ID (refused);
     - a cluster answers that does not list this member: refused (add it first);
     - more than one cluster answers: refused (``EtcdSplit``);
     - no member answers: ``new`` only when every other member positively reports no data
@@ -433,17 +475,16 @@ def bootstrap_decision(me, others, token, init, answers, local_states=None):
                 "etcd.remove_member pillar='{{\"etcd_member\": \"{}\"}}', then etcd.add_member"
                 .format(me["name"], ours["id"], cluster_id, me["minion"])
             )
+        if not any(has_run(m) for m in members):
+            return _join_the_bootstrap(me, token, cluster_id, members, minions)
         try:
             joined = etcd_render.joining_initial_cluster(members, me["name"], me["peer_url"])
         except ValueError as exc:
             raise errors.EtcdUnsafe("cluster {} runs: {}".format(cluster_id, exc)) from None
-        fresh = not any(has_run(m) for m in members)
-        role = "learner" if ours["is_learner"] else "member"
-        why = "existing ({} of cluster {}, answered by {})".format(
-            "an initial member of the bootstrap under way" if fresh else "a registered " + role,
-            cluster_id, ", ".join(sorted(minions)))
+        why = "existing (a registered {} of cluster {}, answered by {})".format(
+            "learner" if ours["is_learner"] else "member", cluster_id, ", ".join(sorted(minions)))
         return decided("existing", why, etcd_render.initial(joined, "existing", token),
-                       members, needs_leader=not fresh)
+                       members, needs_leader=True)
 
     if init == "existing":
         raise errors.EtcdNoProof(
@@ -536,6 +577,28 @@ def removed_by(answers, peer_url):
         if find_by_peer_urls(answer["members"], [peer_url]) is None:
             return answer["cluster_id"]
     return None
+
+
+def _join_the_bootstrap(me, token, cluster_id, members, minions):
+    """``bootstrap_decision`` for a member of a static bootstrap under way (no member of the
+    answered cluster ever ran): ``new``, as the others started, when the answered cluster is
+    the one this member's initial cluster and token make; refused otherwise (a ``new`` start
+    with other settings would be a second cluster)."""
+    expected = static_bootstrap_ids(me["initial_cluster"], token)
+    if not _same_id(cluster_id, expected["cluster_id"]):
+        raise errors.EtcdUnsafe(
+            "cluster {} is bootstrapping (answered by {}, members {}, none has run yet), but "
+            "this member's initial cluster {} with token {} makes cluster {}: the members were "
+            "started with other settings. Apply the same pillar to every member (salt-run "
+            "etcd.status shows them)".format(
+                cluster_id, ", ".join(sorted(minions)),
+                ", ".join(label(m) for m in members), me["initial_cluster"], token,
+                expected["cluster_id"]))
+    why = ("new (an initial member of cluster {}, bootstrapping: {} started first; the same "
+           "initial cluster and token make the same cluster ID)".format(
+               cluster_id, ", ".join(sorted(minions))))
+    return {"kind": "new", "initial": etcd_render.initial(me["initial_cluster"], "new", token),
+            "why": why, "members": members, "needs_leader": False}
 
 
 def _answers_text(answers):

@@ -505,13 +505,43 @@ def test_a_cluster_of_one_is_new_without_asking_anyone():
                                    "initial-cluster-state": "new", "initial-cluster-token": "token-1"}
 
 
-def test_an_initial_member_of_a_bootstrap_under_way_joins_it_without_a_leader():
-    # the others started first: their peer ports list the initial members, none ever ran
-    bootstrapping = [member(1, ran=False), member(2, ran=False), member(3, ran=False)]
-    decision = decide({"h2": answer(bootstrapping), "h3": REFUSED})
-    assert decision["kind"] == "existing" and decision["needs_leader"] is False
-    assert decision["initial"]["initial-cluster-state"] == "existing"
-    assert decision["initial"]["initial-cluster"] == ME["initial_cluster"]
+def bootstrapping(initial_cluster=ME["initial_cluster"], token="token-1"):
+    """What a member of a static bootstrap under way answers on its peer port: the initial
+    members, none has run, under the IDs etcd gives them (the IDs of this lab's cluster etcd
+    with its real token, as etcd printed them, are checked in the test below)."""
+    ids = etcd_membership.static_bootstrap_ids(initial_cluster, token)
+    members = [dict(member(seq, ran=False), id=ids["members"][peer_url(seq)]) for seq in (1, 2, 3)]
+    return answer(members, cluster_id=ids["cluster_id"])
+
+
+def test_static_bootstrap_ids_are_etcds():
+    # etcd 3.4.23 and 3.5 printed these for the lab's cluster etcd (token etcd-a661cfbd)
+    ids = etcd_membership.static_bootstrap_ids(ME["initial_cluster"], "etcd-a661cfbd")
+    assert ids == {"cluster_id": "be3eea25a2ae3f2f",
+                   "members": {peer_url(1): "447986cb286f344b", peer_url(2): "d9de9e1aedf9d4bd",
+                               peer_url(3): "a195004dbfb875cc"}}
+    assert etcd_membership.static_bootstrap_ids(ME["initial_cluster"], "token-2")["cluster_id"] \
+        != ids["cluster_id"]
+
+
+def test_an_initial_member_of_a_bootstrap_under_way_starts_new_as_the_others_did():
+    # the others started first: their peer ports list the initial members, none ever ran.
+    # etcd refuses to join it as "existing" (no member has a cluster version before a quorum
+    # elected a leader: "incompatible with current running cluster"), and the quorum needs
+    # this member: it starts as they did
+    decision = decide({"h2": bootstrapping(), "h3": REFUSED})
+    assert decision["kind"] == "new" and decision["needs_leader"] is False
+    assert decision["initial"] == {"initial-cluster": ME["initial_cluster"],
+                                   "initial-cluster-state": "new", "initial-cluster-token": "token-1"}
+    assert "an initial member of cluster " + bootstrapping()["answer"]["cluster_id"] in decision["why"]
+
+
+@pytest.mark.parametrize("init", ["auto", "new", "existing"])
+def test_a_bootstrap_under_way_of_other_settings_is_refused(init):
+    # the same members with another token (another pillar, another incarnation): a "new"
+    # start would make a second cluster, an "existing" one cannot join
+    with pytest.raises(errors.EtcdUnsafe, match=r"is bootstrapping \(answered by h2, .* makes cluster"):
+        decide({"h2": bootstrapping(token="token-2"), "h3": REFUSED}, init=init)
 
 
 def test_a_registered_member_that_never_ran_joins_the_running_cluster_once_it_has_a_leader():
@@ -626,11 +656,12 @@ def test_decide_initial_waits_for_a_starting_etcd_then_refuses_saying_nothing_wa
 
 
 def test_decide_initial_joins_a_starting_cluster_once_its_peer_answers():
-    bootstrapping = answer([member(1, ran=False), member(2, ran=False), member(3, ran=False)])
-    probe = mock.Mock(side_effect=[{"h2": REFUSED, "h3": REFUSED}] * 2 + [{"h2": bootstrapping, "h3": REFUSED}])
+    probe = mock.Mock(side_effect=[{"h2": REFUSED, "h3": REFUSED}] * 2 + [{"h2": bootstrapping(), "h3": REFUSED}])
     starting = mock.Mock(return_value={"h2": {"data": False, "running": True}, "h3": NOTHING_HERE})
-    initial, _ = decide_initial(probe, starting)
-    assert initial["initial-cluster-state"] == "existing"
+    leader_known = mock.Mock(return_value=False)
+    initial, _ = decide_initial(probe, starting, leader_known=leader_known)
+    assert initial["initial-cluster-state"] == "new" and initial["initial-cluster-token"] == "token-1"
+    leader_known.assert_not_called()  # a bootstrap has no leader before this member starts
 
 
 def test_decide_initial_keeps_an_existing_member_waiting_until_the_cluster_has_a_leader():
@@ -730,8 +761,7 @@ def test_decide_initial_pauses_longer_after_asking_the_members_than_after_a_prob
     # etcd must not ask every second
     slept = []
     monkeypatch.setattr(etcd_membership.time, "sleep", slept.append)
-    bootstrapping = answer([member(1, ran=False), member(2, ran=False), member(3, ran=False)])
-    probe = mock.Mock(side_effect=[{"h2": REFUSED, "h3": REFUSED}] * 2 + [{"h2": bootstrapping, "h3": REFUSED}])
+    probe = mock.Mock(side_effect=[{"h2": REFUSED, "h3": REFUSED}] * 2 + [{"h2": bootstrapping(), "h3": REFUSED}])
     starting = mock.Mock(return_value={"h2": {"data": False, "running": True}, "h3": NOTHING_HERE})
     etcd_membership.decide_initial(ME, OTHERS, "token-1", "auto", probe, starting,
                                    mock.Mock(return_value=True), wait=60, poll=1.0)
