@@ -89,9 +89,12 @@ REFUSALS = (
 # never reached etcd): as good as a refused connection, so the next endpoint is asked.
 # "raft: stopped" is a member just removed (or stopping) whose raft node no longer takes
 # proposals (raft.ErrStopped: refused before the proposal was made, so never applied).
+# "raft proposal dropped" (raft.ErrProposalDropped) is a proposal the member's raft did not
+# append, never applied: made while leadership moved, as a rolling restart moves it off a
+# member before restarting it (seen once under the writer in the CA rotation drill).
 GATEWAY_DIAL_FAILURES = ("connection error:", "transport is closing",
                          "OK: HTTP status code 200; transport: missing content-type field",
-                         "raft: stopped")
+                         "raft: stopped", "raft proposal dropped")
 
 # The gateway path is /v3/ from etcd 3.4 on; fixing it saves a /version round-trip per endpoint.
 API_PATH = "/v3/"

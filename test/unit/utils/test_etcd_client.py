@@ -167,6 +167,15 @@ def test_a_member_just_removed_is_skipped(client, gateway):
     assert [c[0] for c in gateway.calls] == [A, B]
 
 
+def test_a_proposal_dropped_while_leadership_moves_is_sent_to_the_next_member(client, gateway):
+    # raft did not append it (never applied): the CA rotation drill's writer saw one while
+    # a rolling restart moved the leader
+    gateway.on(A, "kv/put", refusal("raft proposal dropped", code=2, status=500))
+    gateway.on(B, "kv/put", response(200, {}))
+    client.put("k", "v")
+    assert [c[0] for c in gateway.calls] == [A, B]
+
+
 def test_a_refusal_in_the_gateways_stream_error_shape_is_read(client, gateway):
     # etcd 3.5 mid-restart answered {"error": {...}} (the CI trixie run's traceback): the
     # message one level down is read like any other, here a dial failure, so B is asked
