@@ -187,11 +187,11 @@ def certificates_managed(name, certificates, ca_server, ca_file, key_algo="ec", 
         Seconds to wait for the CA server's answer.
     """
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    wanted, fixes = [], []
     try:
         if not isinstance(certificates, list) or not certificates:
             raise SaltInvocationError("certificates: expected a list of {usage, cert, key}")
         pillar = __salt__["config.get"]("etcd", {})
-        wanted, fixes = [], []
         for spec in certificates:
             user, group = spec.get("user", "root"), spec.get("group", "root")
             identity = _pki("identity")(pillar, __opts__["id"], spec["usage"])
@@ -247,7 +247,11 @@ def certificates_managed(name, certificates, ca_server, ca_file, key_algo="ec", 
         for path, user, group, mode in fixes:
             _fix_attributes(path, user, group, mode)
     except (CommandExecutionError, SaltInvocationError, KeyError) as err:
-        ret.update(result=False, changes={}, comment=str(err))
+        # nothing changed (changes stay empty): the comment says what was tried
+        tried = ", ".join("{} ({})".format(spec["usage"], "; ".join(spec["because"]))
+                          for spec in wanted)
+        ret.update(result=False, changes={}, comment=str(err) + (
+            " [tried: {}; nothing was written]".format(tried) if tried else ""))
         return ret
     ret["comment"] = "{} certificate(s) issued by {}, {} file(s) fixed".format(
         len(wanted), ca_server, len(fixes))

@@ -414,6 +414,22 @@ def test_key_of_another_algorithm_is_replaced_and_the_certificate_follows(dir_):
     assert member(dir_, usages=("client",), key_algo="rsa", key_size=2048)["changes"] == {}
 
 
+def test_new_keys_whose_signing_fails_leave_the_old_pairs_in_place_and_matching(dir_, ca):
+    # the first version's bug: a new key written before its certificate was signed
+    member(dir_)
+    before = snapshot(dir_)
+    ca.refuse = {"peer": "the CA is in maintenance"}
+    ret = member(dir_, key_algo="rsa", key_size=2048)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == ("the CA server master refused: peer: the CA is in maintenance "
+                              "[tried: peer (not for the private key), server (not for the "
+                              "private key), client (not for the private key); nothing was "
+                              "written]")
+    assert snapshot(dir_) == before
+    assert all(pair_matches(dir_, u) for u in ("peer", "server", "client"))
+    assert isinstance(load_key(dir_, "peer"), ec.EllipticCurvePrivateKey)
+
+
 def test_a_key_that_is_no_key_is_replaced(dir_):
     member(dir_, usages=("client",))
     (dir_ / "client.key").write_text("garbage")
@@ -456,8 +472,10 @@ def test_a_refusal_of_the_ca_server_is_reported_with_its_reason_and_the_old_pair
     etcd_pillar["clusters"]["etcd"]["members"]["h1"]["address"] = "10.77.0.99"
     ca.refuse = {"server": "the CA is in maintenance"}
     ret = member(dir_)
-    assert ret == {"name": "etcd member etcd-1", "result": False, "changes": {},
-                   "comment": "the CA server master refused: server: the CA is in maintenance"}
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"].startswith("the CA server master refused: server: the CA is in "
+                                     "maintenance [tried: peer (SANS ['DNS:etcd-1', ")
+    assert "IP:10.77.0.99" in ret["comment"] and ret["comment"].endswith("; nothing was written]")
     # not even the certificates the CA did sign are written: all or nothing
     assert snapshot(dir_) == before
     assert not [p for p in os.listdir(dir_) if p.endswith(".new")]
@@ -469,7 +487,8 @@ def test_a_ca_server_that_never_answers_is_reported_naming_the_reactor(dir_, ca)
     assert ret["result"] is False and ret["changes"] == {}
     assert ret["comment"] == ("the CA server master did not answer within 0 s (asked twice): is it "
                               "up, and does the master have the reactor for etcd/cert/request "
-                              "(README)?")
+                              "(README)? [tried: peer (no certificate yet), server (no "
+                              "certificate yet), client (no certificate yet); nothing was written]")
     assert not (dir_ / "peer.key").exists()
     assert ca.fire_master.call_count == 2
 
@@ -502,7 +521,8 @@ def test_an_event_that_cannot_be_sent_is_reported(dir_, ca):
     ca.fire_master.return_value = False  # what event.fire_master says masterless
     ret = member(dir_)
     assert ret["result"] is False
-    assert ret["comment"] == "the request to the CA server could not be sent (event.fire_master)"
+    assert ret["comment"].startswith(
+        "the request to the CA server could not be sent (event.fire_master) [tried: peer ")
 
 
 def test_a_certificate_not_for_this_minion_is_not_installed(dir_, ca):
@@ -515,7 +535,9 @@ def test_a_certificate_not_for_this_minion_is_not_installed(dir_, ca):
     assert ret["result"] is False and ret["changes"] == {}
     assert ret["comment"].startswith("the CA server master answered a peer certificate that is not "
                                      "the one the pillar gives h1 (SANS ")
-    assert ret["comment"].endswith("): nothing written")
+    assert ret["comment"].endswith("): nothing written [tried: peer (no certificate yet), "
+                                   "server (no certificate yet), client (no certificate yet); "
+                                   "nothing was written]")
     assert {u: (dir_ / (u + ".key")).read_text() for u in before} == {u: before[u][0] for u in before}
     assert not [p for p in os.listdir(dir_) if p.endswith(".crt") and "ca" not in p]
 
