@@ -137,13 +137,16 @@ def _working_root_password(s, etcd_pillar, settings, wanted):
 
 
 def _leader_keys(client, settings):
-    """{key: value} of every patroni leader key of the cluster's patroni clients."""
+    """{key: (holder, create revision)} of every patroni leader key of the cluster's patroni
+    clients: a leader key lost and taken again, even by the same host, has a new create
+    revision (patroni's refreshes keep it)."""
     found = {}
     for spec in _settings("client_specs")(settings).values():
         if spec["kind"] == "patroni" and spec.get("scope"):
             key = "{}/{}/leader".format(str(spec.get("namespace") or "/service").rstrip("/"),
                                         spec["scope"])
-            found[key] = client.get(key)
+            kv = client.get_versioned(key)
+            found[key] = (kv["value"], kv["create_revision"]) if kv else None
     return found
 
 

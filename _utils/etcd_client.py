@@ -632,9 +632,20 @@ class EtcdClient:
 
     def get(self, key):
         """The value of ``key``, or None when there is no such key."""
+        found = self.get_versioned(key)
+        return found["value"] if found else None
+
+    def get_versioned(self, key):
+        """``key``'s {"value", "create_revision", "mod_revision"}, or None when there is no
+        such key. ``create_revision`` changes only when the key is deleted and made again (a
+        patroni leader key lost and taken anew, even by the same host)."""
         answer = self._post("kv/range", {"key": _b64(key)})
         kvs = answer.get("kvs") or []
-        return _unb64(kvs[0].get("value", "")) if kvs else None
+        if not kvs:
+            return None
+        return {"value": _unb64(kvs[0].get("value", "")),
+                "create_revision": int(kvs[0].get("create_revision", 0)),
+                "mod_revision": int(kvs[0].get("mod_revision", 0))}
 
     def delete(self, key):
         """Delete ``key``; the number of keys deleted (0 or 1)."""

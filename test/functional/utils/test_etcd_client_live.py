@@ -106,3 +106,19 @@ def test_keys_under_a_prefix_and_the_revision_are_what_was_written(etcd_cluster,
     assert client.keys("/app/") == {"/app/a": "1", "/app/b": "two words"}
     assert client.keys() == {"/app/a": "1", "/app/b": "two words", "/app0": "beside", "/ap": "x"}
 
+
+
+def test_a_keys_create_revision_survives_updates_and_not_a_delete(etcd_cluster, connect):
+    # what salt-run etcd.auth compares to tell a patroni leader key kept from one lost and
+    # taken again by the same host
+    client = connect(etcd_cluster.endpoints, **etcd_cluster.tls)
+    client.put("/service/pg/leader", "h4")
+    first = client.get_versioned("/service/pg/leader")
+    client.put("/service/pg/leader", "h4")
+    updated = client.get_versioned("/service/pg/leader")
+    assert updated["value"] == "h4" and updated["create_revision"] == first["create_revision"]
+    assert updated["mod_revision"] > first["mod_revision"]
+    client.delete("/service/pg/leader")
+    assert client.get_versioned("/service/pg/leader") is None
+    client.put("/service/pg/leader", "h4")
+    assert client.get_versioned("/service/pg/leader")["create_revision"] > updated["mod_revision"]
