@@ -352,8 +352,11 @@ def _validate_auth(where, settings, errors, warnings):
                                   "user may read its trigger key only: name it".format(kwhere))
             elif auth_on and version == 1:
                 warnings.append("{}: vip-manager 1.x reads etcd's v2 API, which etcd's "
-                                "authentication does not cover: it stays unrestricted (use "
-                                "vip-manager 2.x or later, version: 2)".format(kwhere))
+                                "authentication does not cover, and patroni writes its leader "
+                                "keys there for it (its etcd: section, no user): any client "
+                                "certificate of the CA can change them, auth: true protects "
+                                "nothing of patroni's (use vip-manager 2.x or later, version: "
+                                "2)".format(kwhere))
 
 
 def _validate_cluster(name, cluster, etcd_version, errors, warnings):

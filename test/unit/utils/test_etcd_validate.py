@@ -526,7 +526,8 @@ def test_vip_manager_1_with_auth_is_a_warning_it_stays_unrestricted():
     errors, warnings = etcd_validate.validate(auth_pillar(enable_v2=True, clients={
         "vip": {"kind": "vip_manager", "target": ["pg1"], "version": 1}}))
     assert errors == []
-    assert any("vip-manager 1.x reads etcd's v2 API" in w for w in warnings)
+    assert any("vip-manager 1.x reads etcd's v2 API" in w and "auth: true protects nothing of "
+               "patroni's" in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("key, value", [("defrag_in_use_ratio", 0), ("defrag_in_use_ratio", 1.5),
