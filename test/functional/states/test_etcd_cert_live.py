@@ -12,7 +12,9 @@ import grp
 import importlib.util
 import os
 import pwd
+import shutil
 import stat
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -150,6 +152,7 @@ def test_the_cas_are_made_once_with_their_keys_private_and_published(root, ca):
 # (the CA server's and h1's, below) are not kept apart once h1's functions ran.
 
 
+
 def test_the_ca_servers_own_admin_certificate_is_signed_there(root, ca):
     args = dict(name="admin", ca_server="master", ca_file=ca_file(root), certificates=[
         {"usage": "admin", "cert": os.path.join(root, "admin", "client.crt"),
@@ -284,3 +287,68 @@ def test_the_reactor_ignores_a_request_naming_a_target_expression(ca):
         path=REACTOR, default_renderer="jinja|yaml",
         data={"id": "h1", "tag": "etcd/cert/request", "data": {"ca_server": "*", "requests": []}})
     assert not rendered
+
+
+# -- a CA of your own (ca_provided: true), last: its CA server publishes other CAs in the
+# mine that the tests above read
+
+def openssl_ca(directory, prefix, subject):
+    """A CA made as its owner would, with openssl (RSA, not the formula's EC default)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                    "-keyout", os.path.join(directory, prefix + "ca.key"),
+                    "-out", os.path.join(directory, prefix + "ca.crt"), "-subj", subject,
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True)
+
+
+def test_a_brought_ca_is_only_checked_and_signs_the_members_certificates(root):
+    own = os.path.join(root, "own-ca")
+    os.makedirs(own, mode=0o700)
+    openssl_ca(own, "", "/O=Example/CN=Example etcd clients CA")
+    openssl_ca(own, "peer-", "/O=Example/CN=Example etcd peers CA")
+    files = {n: open(os.path.join(own, n), "rb").read()
+             for n in ("ca.key", "ca.crt", "peer-ca.key", "peer-ca.crt")}
+    pillar = etcd_pillar(root)
+    pillar["pki"].update(ca_dir=own, ca_provided=True)
+    server = SaltLoader("master", pillar, os.path.join(root, "cache-own-ca"))
+    (ret,) = server.modules["state.single"]("etcd_cert.ca_managed", name="etcd CA").values()
+    assert ret["result"] is True, ret
+    assert {n: open(os.path.join(own, n), "rb").read() for n in files} == files
+    assert server.modules["mine.get"]("master", "etcd_peer_ca_cert") == {
+        "master": files["peer-ca.crt"].decode()}
+    # it signs what the pillar gives h1, each usage with its CA
+    keys = {u: server.utils["etcd_pki.new_key"]() for u in ("peer", "client")}
+    answer = server.modules["etcd_ca.sign"]("h1", [
+        {"usage": u, "csr": server.utils["etcd_pki.csr_pem"](k)} for u, k in keys.items()], "own")
+    assert answer["issued"] == ["client", "peer"] and answer["refused"] == {}, answer
+    issued = server.modules["mine.get"]("master", "etcd_issued_h1")["master"]["certificates"]
+    for usage, ca_name in (("peer", "peer-ca.crt"), ("client", "ca.crt")):
+        cert = x509.load_pem_x509_certificate(issued[usage].encode())
+        cert.verify_directly_issued_by(load(os.path.join(own, ca_name)))
+        assert cert.public_key().public_bytes(*SPKI) == keys[usage].public_key().public_bytes(*SPKI)
+
+
+@pytest.mark.parametrize("broken, named", [
+    ("missing", "ca_provided is true, but {own}/peer-ca.key is missing: put your CA there"),
+    ("mismatched", "the CA key {own}/peer-ca.key does not match the CA certificate "
+                   "{own}/peer-ca.crt"),
+])
+def test_a_brought_ca_that_is_incomplete_fails_naming_the_files(root, broken, named):
+    own = os.path.join(root, "own-ca-" + broken)
+    os.makedirs(own, mode=0o700)
+    openssl_ca(own, "", "/CN=clients CA")
+    openssl_ca(own, "peer-", "/CN=peers CA")
+    if broken == "missing":
+        os.remove(os.path.join(own, "peer-ca.key"))
+    else:
+        shutil.copy(os.path.join(own, "ca.key"), os.path.join(own, "peer-ca.key"))
+    peer = {n: open(os.path.join(own, n), "rb").read() for n in os.listdir(own) if "peer" in n}
+    pillar = etcd_pillar(root)
+    pillar["pki"].update(ca_dir=own, ca_provided=True)
+    server = SaltLoader("master", pillar, os.path.join(root, "cache-" + broken))
+    (ret,) = server.modules["state.single"]("etcd_cert.ca_managed", name="etcd CA").values()
+    assert ret["result"] is False and ret["changes"] == {}, ret
+    assert ret["comment"].startswith(named.format(own=own)), ret["comment"]
+    # no CA made in its place, nothing of the peers' CA written
+    assert {n: open(os.path.join(own, n), "rb").read() for n in os.listdir(own) if "peer" in n} == peer
