@@ -21,8 +21,9 @@ def http():
     return session
 
 
-def base_config(host, scope, pg_bin):
-    """What the test's DBA writes: a single-node patroni; the DCS section is the formula's."""
+def base_config(host, scope, pg_bin, password="lab-only"):
+    """What the test's DBA writes: a single-node patroni; the DCS section is the formula's.
+    ``password``: PostgreSQL's superuser and replication passwords."""
     return {
         "scope": scope, "namespace": "/service/", "name": host,
         "restapi": {"listen": ip(host) + ":8008", "connect_address": ip(host) + ":8008"},
@@ -32,20 +33,22 @@ def base_config(host, scope, pg_bin):
             "listen": "127.0.0.1:5432", "connect_address": ip(host) + ":5432",
             "data_dir": "/var/lib/postgresql/patroni", "bin_dir": pg_bin,
             "pgpass": "/var/lib/postgresql/.pgpass-patroni",
-            "authentication": {"superuser": {"username": "postgres", "password": "lab-only"},
+            "authentication": {"superuser": {"username": "postgres", "password": password},
                                "replication": {"username": "replicator",
-                                               "password": "lab-only"}},
+                                               "password": password}},
             "parameters": {"unix_socket_directories": "/var/run/postgresql"},
         },
     }
 
 
-def write_base_config(host, scope):
+def write_base_config(host, scope, password="lab-only"):
+    """The DBA's config on ``host``, through stdin (its passwords in no process's argv)."""
     pg_bin = "/usr/lib/postgresql/{}/bin".format(
         lab("exec", host, "--", "ls", "/usr/lib/postgresql").stdout.split()[-1])
-    text = yaml.safe_dump(base_config(host, scope, pg_bin), default_flow_style=False)
-    lab("exec", host, "--", "sh", "-c", "mkdir -p /etc/patroni && cat > {} <<'EOF'\n{}EOF\n"
-        .format(PATRONI_CONFIG, text))
+    text = yaml.safe_dump(base_config(host, scope, pg_bin, password), default_flow_style=False)
+    res = lab("exec", host, "--", "sh", "-c", "mkdir -p /etc/patroni && umask 077 && cat > " +
+              PATRONI_CONFIG, input=text)
+    assert res.returncode == 0, res.stderr
 
 
 def api(host, path=""):

@@ -23,11 +23,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
+import yaml
 from lab_cli import ADMIN_TLS, LAB, lab, last_json, salt
-from lab_patroni import api, wait_for, write_base_config
+from lab_patroni import PATRONI_CONFIG, api, wait_for, write_base_config
 from lab_pillar import CA_DIR, ip, write_base, write_etcd
 from writer import Writer, formula_client
 
@@ -43,20 +45,56 @@ PATRONI_KEY = "/etc/patroni/etcd/client.key"
 # secrets made for this run only: the tests look for them where they must never be
 ROOT_PASSWORD = "lab-root-" + secrets.token_hex(8)
 PATRONI_PASSWORDS = ["lab-patroni-" + secrets.token_hex(8) for _ in range(2)]
+POSTGRES_PASSWORD = "lab-postgres-" + secrets.token_hex(8)  # in patroni's config, from its DBA
 SCOPE = "pg-auth"
 PATRONI_HOST = CLIENTS[0]
 LEADER_KEY = "/service/{}/leader".format(SCOPE)
-# what the pillar says now (the RBAC tests change it as they go)
-CURRENT = {"auth": False, "patroni_password": PATRONI_PASSWORDS[0]}
+# what the pillar says now (the RBAC tests change it as they go): patroni has no etcd user
+# until authentication is turned on, as under the formula's first version
+CURRENT = {"auth": False, "patroni_password": None}
 
 
 def write_pillar(extra=()):
     write_base(PILLAR_DIR)
+    password = ["    password: " + CURRENT["patroni_password"]] if CURRENT["patroni_password"] else []
     write_etcd(PILLAR_DIR, MEMBERS, [
         "auth: {}".format("true" if CURRENT["auth"] else "false"),
         "root_password: " + ROOT_PASSWORD,
         "clients:", "  patroni:", "    target: [{}]".format(", ".join(CLIENTS)),
-        "    scope: " + SCOPE, "    password: " + CURRENT["patroni_password"]] + list(extra))
+        "    scope: " + SCOPE] + password + list(extra))
+
+
+class ArgvWatch(threading.Thread):
+    """Every process's argv on this machine, read 5 times a second for the whole module: the
+    lab hosts' processes are in it (their PID namespaces are this one's children), so a
+    secret or a private key handed to a short-lived command is seen, not only what still
+    runs when a test looks. ``secrets`` is read anew each round (passwords made later)."""
+
+    def __init__(self, secrets):
+        super().__init__(daemon=True)
+        self.secrets, self.found, self.rounds = secrets, [], 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(0.2):
+            wanted = [s for s in self.secrets() if s] + ["PRIVATE KEY"]
+            for pid in os.listdir("/proc"):
+                try:
+                    with open("/proc/{}/cmdline".format(pid), "rb") as handle:
+                        argv = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue  # not a process, or one that just ended
+                self.found += [(pid, argv[:300]) for s in wanted if s in argv]
+            self.rounds += 1
+
+
+@pytest.fixture(scope="module")
+def argv_watch():
+    watch = ArgvWatch(lambda: [ROOT_PASSWORD, POSTGRES_PASSWORD] + PATRONI_PASSWORDS + GENERATED)
+    watch.start()
+    yield watch
+    watch.stopping.set()
+    watch.join()
 
 
 def failures(ret, expected):
@@ -98,7 +136,7 @@ def highstate(hosts):
 
 
 @pytest.fixture(scope="module")
-def built(lab):
+def built(lab, argv_watch):
     """15 fresh hosts: the CA, then the 3 members (highstate) and the 12 patroni clients
     (etcd.client) applied at the same time, h1's highstate ahead of the others' by the time
     its etcd takes to start (it waits for its peers then): members applied one after another
@@ -357,6 +395,20 @@ def as_user(user, password):
     return formula_client(endpoints(), ADMIN_TLS, timeout=5, credentials=(user, password))
 
 
+def patroni_dcs():
+    """The etcd3 section of patroni's config on its host."""
+    config = yaml.safe_load(on(PATRONI_HOST, "cat", PATRONI_CONFIG).stdout)
+    return config.get("etcd3") or config.get("etcd")
+
+
+def leader_key_version():
+    """(holder, create revision) of patroni's leader key, read as the formula's admin."""
+    credentials = ("root", ROOT_PASSWORD) if CURRENT["auth"] else None
+    with formula_client(endpoints(), ADMIN_TLS, timeout=5, credentials=credentials) as c:
+        kv = c.get_versioned(LEADER_KEY)
+    return kv["value"], kv["create_revision"]
+
+
 def patroni_state():
     status, body = api(PATRONI_HOST)
     return status, body.get("role"), body.get("state"), body.get("timeline")
@@ -364,11 +416,13 @@ def patroni_state():
 
 @pytest.fixture(scope="module")
 def patroni(built):
-    """A real patroni (scope pg-auth) on the first client host, given its etcd user by the
-    formula while authentication is still off, leading its one-node cluster."""
-    write_base_config(PATRONI_HOST, SCOPE)
+    """A real patroni (scope pg-auth) on the first client host, leading its one-node
+    cluster, with no etcd user in its DCS section (a cluster made before the formula had
+    RBAC): turning authentication on must give it one first."""
+    write_base_config(PATRONI_HOST, SCOPE, POSTGRES_PASSWORD)
     ret = salt(PATRONI_HOST, "state.apply", "etcd.clients.patroni")
     assert failures(ret, [PATRONI_HOST]) == []
+    assert "username" not in patroni_dcs(), patroni_dcs()
     assert on(PATRONI_HOST, "systemctl", "start", "patroni").returncode == 0
     # 200 too: just after its bootstrap patroni says "master, running" a moment before its
     # API answers 200 for the leader (the HA loop has not yet seen its own leader key)
@@ -405,19 +459,24 @@ def test_roots_etcdctl_works_on_the_members_with_authentication_off(patroni):
 
 
 def test_enabling_authentication_on_a_running_cluster_costs_patroni_nothing(patroni):
-    CURRENT["auth"] = True
+    leader_before = leader_key_version()
+    CURRENT["auth"], CURRENT["patroni_password"] = True, PATRONI_PASSWORDS[0]
     ret, report, ended = apply_auth_under_a_writer()
     assert ret["enabled"] is True
-    assert "authentication enabled" in ret["done"]
+    # patroni was given its user (and reloaded) before authentication went on
+    given = ret["done"].index("patroni on {}: credentials given".format(",".join(CLIENTS)))
+    assert given < ret["done"].index("authentication enabled"), ret["done"]
     assert {"user root added", "user patroni-pg-auth added"} <= set(ret["done"])
+    assert patroni_dcs()["username"] == "patroni-pg-auth"
     assert report["failed"] == 0, report["first_failures"]
     # patroni went on as primary of the same timeline (a failover bumps it), and reached
     # etcd after authentication was on, with its own user
     wait_for("patroni reaches etcd with authentication on",
              lambda: api(PATRONI_HOST)[1].get("dcs_last_seen", 0) > ended, 60)
     assert patroni_state() == patroni
+    # the leader key was never lost: the same holder, never deleted and made again
+    assert leader_key_version() == leader_before == (PATRONI_HOST, leader_before[1])
     with as_user("root", ROOT_PASSWORD) as root:
-        assert root.get(LEADER_KEY) == PATRONI_HOST
         assert root.auth_enabled() is True
 
 
@@ -640,7 +699,7 @@ def test_after_the_rotation_nothing_of_the_old_ca_is_trusted_anywhere(patroni):
 
 
 def test_no_password_in_the_job_cache_logs_journals_or_any_argv(patroni):
-    hidden = [ROOT_PASSWORD] + PATRONI_PASSWORDS + GENERATED
+    hidden = [ROOT_PASSWORD, POSTGRES_PASSWORD] + PATRONI_PASSWORDS + GENERATED
     assert os.path.isdir(JOB_CACHE) and os.listdir(JOB_CACHE)
     for secret in hidden:
         found = subprocess.run(["grep", "-rlF", secret, JOB_CACHE, MASTER_LOG],
@@ -746,3 +805,10 @@ def test_a_cluster_of_one_ca_is_refused_by_highstate_and_split_by_the_rotation(p
     # and highstate changes nothing now
     ret = salt("-L", ",".join(MEMBERS), "state.apply", "test=True")
     assert all(s.get("result") is True for states in ret.values() for s in states.values()), ret
+
+
+def test_no_secret_nor_private_key_was_in_any_processs_argv_at_any_time(argv_watch):
+    # last: the whole module ran under the watch (highstate of 15 hosts, authentication on,
+    # a password rotation, credentials, CA rotations, the split of a cluster of one CA)
+    assert argv_watch.rounds > 100 and argv_watch.is_alive()
+    assert argv_watch.found == [], argv_watch.found[:5]
