@@ -220,6 +220,9 @@ def test_etcdctl_env_works_for_root_on_every_member(lab, built):
     env = lab.exec("h1", "cat", "/etc/profile.d/etcdctl.sh").stdout
     endpoints = ",".join("https://{}:2379".format(lab.ip(h)) for h in MEMBERS)
     assert "export ETCDCTL_ENDPOINTS={}\n".format(endpoints) in env
+    # and for nobody else: another user has the same environment, but not the key
+    res = lab.exec("h1", "runuser", "-u", "nobody", "--", "bash", "-lic", "e get a")
+    assert res.returncode != 0 and "permission denied" in res.stderr, (res.stdout, res.stderr)
 
 
 @pytest.mark.parametrize(
