@@ -46,9 +46,10 @@ def _settings(function):
     return __utils__["etcd_settings." + function]
 
 
-def _wanted(settings):
-    """The pillar's users and roles, every password present (else StepFailed naming it)."""
-    users, roles = _settings("auth_users")(settings)
+def _wanted(s, settings):
+    """The pillar's users and roles, every password present (an sdb URI read on the
+    master; else StepFailed naming it)."""
+    users, roles = s.secrets("auth_users", settings)
     missing = sorted(u for u, spec in users.items() if not spec["password"])
     if missing:
         raise StepFailed("cluster {}: no password in pillar for etcd user(s) {} (root: "
@@ -169,7 +170,7 @@ def auth(cluster=None):
     """
     s = _steps()
     etcd_pillar, settings = s.cluster_context(cluster)
-    users, roles = _wanted(settings)
+    users, roles = _wanted(s, settings)
     root_password = users["root"]["password"]
     done = []
 

@@ -14,6 +14,7 @@ import os
 import time
 
 import salt.client
+import salt.utils.sdb
 from salt.exceptions import CommandExecutionError, SaltClientError, SaltInvocationError
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,24 @@ class Steps:
         minions = [m for m in cluster["members"] if m not in exclude]
         endpoints = self.utils["etcd_settings.client_urls"](cluster, minions)
         return self.layer("connect")(
-            endpoints, timeout=timeout,
-            credentials=self.utils["etcd_settings.root_credentials"](cluster), **tls)
+            endpoints, timeout=timeout, credentials=self.secrets(
+                "root_credentials", cluster), **tls)
+
+    def read_sdb(self, uri):
+        """Salt's sdb on the master (its profiles in the master's config): a password the
+        pillar gives as an ``sdb://`` URI."""
+        try:
+            return salt.utils.sdb.sdb_get(uri, self.opts, strict=True)
+        except SaltInvocationError as exc:
+            raise StepFailed("{}: {}".format(uri, exc)) from None
+
+    def secrets(self, function, cluster):
+        """``etcd_settings.<function>(cluster)`` (root_credentials, auth_users) with the
+        passwords given as sdb URIs read here; a URI that gives nothing fails the step."""
+        try:
+            return self.utils["etcd_settings." + function](cluster, self.read_sdb)
+        except ValueError as exc:
+            raise StepFailed(str(exc)) from None
 
     @staticmethod
     def unhealthy(cluster, health):

@@ -40,7 +40,9 @@ def root_credentials_managed(name):
         if cluster is None:
             raise SaltInvocationError("minion {} is in no cluster of pillar etcd:clusters".format(
                 __opts__["id"]))
-        credentials = __utils__["etcd_settings.root_credentials"](cluster)
+        # a root_password given as an sdb URI is read here, with this member's sdb profiles
+        credentials = __utils__["etcd_settings.root_credentials"](
+            cluster, lambda uri: __salt__["sdb.get"](uri, strict=True))
         wanted = "{}:{}\n".format(*credentials) if credentials else None
         try:
             with open(name) as handle:
@@ -70,7 +72,7 @@ def root_credentials_managed(name):
             os.chmod(temporary, 0o600)
             os.replace(temporary, name)
         ret["comment"] = "root's etcd credentials in {} {}".format(name, what)
-    except (CommandExecutionError, SaltInvocationError, OSError) as err:
+    except (CommandExecutionError, SaltInvocationError, OSError, ValueError) as err:
         ret.update(result=False, changes={}, comment=str(err))
     return ret
 

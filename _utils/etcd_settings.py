@@ -425,9 +425,30 @@ def masked(value):
     return value
 
 
-def root_credentials(cluster):
-    """(root, its password) for the cluster's etcd, or None when the pillar has none."""
-    password = cluster.get("root_password")
+SDB_PREFIX = "sdb://"
+
+
+def secret(value, read_sdb=None):
+    """A secret of the pillar as the formula hands it on: the value itself, or, for an
+    ``sdb://<profile>/<key>`` URI (Vault, the environment...), what ``read_sdb(uri)`` (Salt's
+    sdb, called by the caller: the runner on the master, a member's state) gives, so the
+    password need be in no pillar. Patroni's and vip-manager's states read theirs with
+    config.get, which resolves sdb URIs itself. Raises ValueError naming the URI (never a
+    value) when there is nothing there."""
+    if not (isinstance(value, str) and value.startswith(SDB_PREFIX)):
+        return value
+    found = read_sdb(value) if read_sdb else None
+    if not isinstance(found, str) or not found or found == value:
+        raise ValueError("{}: sdb gives no password there (is the sdb profile in this "
+                         "{}'s config?)".format(value, "caller" if read_sdb is None else
+                                                 "Salt daemon"))
+    return found
+
+
+def root_credentials(cluster, read_sdb=None):
+    """(root, its password) for the cluster's etcd, or None when the pillar has none
+    (``read_sdb``: see ``secret``)."""
+    password = secret(cluster.get("root_password"), read_sdb)
     return ("root", str(password)) if password else None
 
 
@@ -442,15 +463,17 @@ def local_root_credentials(path=None):
     return (user, password) if user and password else None
 
 
-def auth_users(cluster):
+def auth_users(cluster, read_sdb=None):
     """
     The etcd users and roles the pillar gives the cluster (``salt-run etcd.auth``):
     {user: {"password", "roles": [role]}}, {role: [(READ|WRITE|READWRITE, key, range_end)]}.
     root (role root: everything) is the formula's own user (the runner, members' etcdctl);
     each patroni client its user with readwrite on /<namespace>/<scope>/ only; a
-    vip-manager 2.x+ client read on its trigger key only.
+    vip-manager 2.x+ client read on its trigger key only. Passwords given as sdb URIs are
+    read with ``read_sdb`` (see ``secret``).
     """
-    users = {"root": {"password": cluster.get("root_password"), "roles": ["root"]}}
+    users = {"root": {"password": secret(cluster.get("root_password"), read_sdb),
+                      "roles": ["root"]}}
     roles = {"root": []}
     for name, spec in sorted(client_specs(cluster).items()):
         if spec["kind"] == "patroni" and spec.get("scope"):
@@ -464,7 +487,7 @@ def auth_users(cluster):
             roles[user] = [("READ", str(spec["trigger_key"]), "")]
         else:
             continue
-        users[user] = {"password": spec.get("password"), "roles": [user]}
+        users[user] = {"password": secret(spec.get("password"), read_sdb), "roles": [user]}
     return users, roles
 
 

@@ -110,9 +110,37 @@ def test_a_missing_password_is_named_before_anything_changes():
     cluster = etcd_settings.cluster_named(pillar(clients={
         "patroni": {"target": ["pg1"], "scope": "pg-a"}}), "etcd")
     with pytest.raises(etcd_rbac.StepFailed) as raised:
-        etcd_rbac._wanted(cluster)
+        etcd_rbac._wanted(etcd_rbac._steps(), cluster)
     assert str(raised.value) == ("cluster etcd: no password in pillar for etcd user(s) "
                                  "patroni-pg-a, root (root: root_password; a client: its password)")
+
+
+def test_passwords_given_as_sdb_uris_are_read_with_salts_sdb_on_the_master(monkeypatch):
+    # Salt's own env sdb driver, with its profile in the master's opts
+    monkeypatch.setitem(etcd_rbac.__opts__, "osenv", {"driver": "env"})
+    monkeypatch.setenv("ETCD_TEST_ROOT_PW", "root-from-sdb")
+    monkeypatch.setenv("ETCD_TEST_PG_PW", "pg-from-sdb")
+    cluster = etcd_settings.cluster_named(pillar(
+        root_password="sdb://osenv/ETCD_TEST_ROOT_PW", clients={"patroni": {
+            "target": ["pg1"], "scope": "pg-a", "password": "sdb://osenv/ETCD_TEST_PG_PW"}}), "etcd")
+    steps = etcd_rbac._steps()
+    users, _ = etcd_rbac._wanted(steps, cluster)
+    assert {u: spec["password"] for u, spec in users.items()} == {
+        "root": "root-from-sdb", "patroni-pg-a": "pg-from-sdb"}
+    assert steps.secrets("root_credentials", cluster) == ("root", "root-from-sdb")
+
+
+@pytest.mark.parametrize("uri, why", [
+    ("sdb://osenv/ETCD_TEST_UNSET", "sdb://osenv/ETCD_TEST_UNSET: sdb gives no password there"),
+    ("sdb://vault/etcd/root", "sdb://vault/etcd/root: SDB profile \"vault\" wasnt found"),
+])
+def test_an_sdb_uri_that_gives_nothing_fails_naming_the_uri(monkeypatch, uri, why):
+    monkeypatch.setitem(etcd_rbac.__opts__, "osenv", {"driver": "env"})
+    monkeypatch.delenv("ETCD_TEST_UNSET", raising=False)
+    cluster = etcd_settings.cluster_named(pillar(root_password=uri), "etcd")
+    with pytest.raises(etcd_rbac.StepFailed) as raised:
+        etcd_rbac._wanted(etcd_rbac._steps(), cluster)
+    assert str(raised.value).startswith(why)
 
 
 @pytest.mark.parametrize("args, why", [
