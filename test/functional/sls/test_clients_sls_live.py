@@ -6,12 +6,10 @@ own settings, and that no password is ever in the rendered SLS (what ``state.sho
 the master's job cache would show).
 """
 
-import importlib.util
 import json
-import os
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+from local_salt import REPO, minion_opts
+
 SECRETS = {"root": "root-pw-render-test", "vip": "vip-pw-render-test",
            "patroni": "patroni-pw-render-test"}
 
@@ -41,19 +39,10 @@ def pillar(vip_version):
                                         "password": SECRETS["patroni"]}}}}}
 
 
-def _functional_conftest():
-    # by path: test/unit has a conftest module too
-    spec = importlib.util.spec_from_file_location(
-        "etcd_functional_conftest", os.path.join(os.path.dirname(HERE), "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def show_sls(sls, etcd_pillar, tmp_path):
     import salt.loader
 
-    opts = _functional_conftest().minion_opts("pg1", etcd_pillar, str(tmp_path))
+    opts = minion_opts("pg1", etcd_pillar, str(tmp_path))
     opts["file_roots"] = {"base": [REPO]}
     opts["grains"].update({"os_family": "Debian", "os": "Debian", "osmajorrelease": 12})
     utils = salt.loader.utils(opts)

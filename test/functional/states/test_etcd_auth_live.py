@@ -4,20 +4,10 @@ credentials file from a root_password the pillar gives as an sdb URI, read with 
 on the member (its ``env`` driver here: the profile in the minion's config), never shown.
 """
 
-import importlib.util
 import os
 import stat
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _functional_conftest():
-    # by path: test/unit has a conftest module too
-    spec = importlib.util.spec_from_file_location(
-        "etcd_functional_conftest", os.path.join(os.path.dirname(HERE), "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from local_salt import minion_opts
 
 
 def member(tmp_path, root_password, **opts):
@@ -25,10 +15,10 @@ def member(tmp_path, root_password, **opts):
 
     etcd_pillar = {"pki": {"ca_server": "master"}, "clusters": {"etcd": {
         "root_password": root_password, "members": {"h1": {"seq": 1, "address": "10.77.0.11"}}}}}
-    minion_opts = _functional_conftest().minion_opts("h1", etcd_pillar, str(tmp_path / "cache"))
-    minion_opts.update(opts)
-    utils = salt.loader.utils(minion_opts)
-    return salt.loader.minion_mods(minion_opts, utils=utils)
+    member_opts = minion_opts("h1", etcd_pillar, str(tmp_path / "cache"))
+    member_opts.update(opts)
+    utils = salt.loader.utils(member_opts)
+    return salt.loader.minion_mods(member_opts, utils=utils)
 
 
 def apply(mods, path):

@@ -9,7 +9,6 @@ server) and its mine (h1 reads the CA server's local mine).
 """
 
 import grp
-import importlib.util
 import os
 import pwd
 import shutil
@@ -19,24 +18,13 @@ import subprocess
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from local_salt import SaltLoader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 REACTOR = os.path.join(REPO, "etcd", "reactor", "sign.sls")
 ME = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
 SPKI = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-
-
-def _functional_conftest():
-    # by path: test/unit has a conftest module too
-    spec = importlib.util.spec_from_file_location(
-        "etcd_functional_conftest", os.path.join(os.path.dirname(HERE), "conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SaltLoader = _functional_conftest().SaltLoader
 
 
 def etcd_pillar(root):
