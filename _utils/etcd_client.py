@@ -334,6 +334,13 @@ class EtcdClient:
                     self._tokens[endpoint] = answer.get("token") or ""
                 except errors.EtcdAuthNotEnabled:
                     self._tokens[endpoint] = ""
+                except _Unreachable as exc:
+                    if not exc.learner:
+                        raise
+                    # a learner logs nobody in (a login goes through raft), and what it
+                    # serves (its status) needs no token: asked without one. Once promoted,
+                    # its "user name is empty" renews the token (_post_to)
+                    self._tokens[endpoint] = ""
             return self._tokens[endpoint]
 
     def _post_to(self, endpoint, path, body):

@@ -4,6 +4,8 @@ sets it up (``salt-run etcd.auth``): root, a patroni user with readwrite on its 
 tokens per member, renewed when a member forgets them (a restart), no password shown.
 """
 
+import time
+
 import pytest
 from salt.exceptions import CommandExecutionError
 
@@ -121,3 +123,30 @@ def test_users_and_roles_are_listed_as_given(with_auth, connect, tls):
         assert root.password_works(PATRONI[0], "not-it") is False
         root.user_password(PATRONI[0], "patroni-pw-1")
         assert root.password_works(PATRONI[0], "patroni-pw-1") is True
+
+
+def test_a_learners_status_is_read_with_credentials_and_its_promotion_follows(with_auth, connect,
+                                                                              tls, errors):
+    # a learner logs nobody in (etcd: "rpc not supported for learner"): its status, what
+    # add_member watches until it caught up, is asked without a token; once promoted, the
+    # member logs the client in as any voter does
+    with connect(with_auth.endpoints, credentials=ROOT, **tls) as client:
+        learner = with_auth.new_member()
+        added = client.member_add([learner.peer_url], deadline=30)
+        everyone = [m for m in with_auth.members if m.running()] + [learner]
+        with_auth.start(learner, with_auth.initial_cluster(everyone), state="existing")
+        with connect([learner.client_url], credentials=ROOT, **tls) as at_learner:
+            status = None
+            for _ in range(100):
+                try:
+                    status = at_learner.status(learner.client_url)
+                except errors.EtcdUnreachable as exc:  # not listening yet; or refusing
+                    status = exc
+                if isinstance(status, dict) and status["raft_applied_index"] >= \
+                        client.status(with_auth.endpoints[0])["raft_index"]:
+                    break
+                time.sleep(0.1)
+            assert status["is_learner"] is True and status["leader"] != "0", status
+            client.member_promote(added["member"]["id"], deadline=30)
+            at_learner.put("/promoted", "yes")
+            assert at_learner.get("/promoted") == "yes"
