@@ -213,6 +213,18 @@ def test_member_refuses_plain_http_on_the_client_port(lab, built):
     assert "tls: first record does not look like a TLS handshake" in rejections(lab, "h1", since)
 
 
+def test_member_refuses_a_tls_1_1_handshake(lab, built):
+    # etcd >= 3.5.8 by tls-min-version (TLS1.2); 3.4 because its only cipher suites (AEAD)
+    # are TLS 1.2's: either way etcd says why, and the client really offered TLS 1.1
+    since = time.time() - 1
+    res = lab.exec("h2", "sh", "-c", "openssl s_client -connect {}:2379 -tls1_1 -cipher "
+                   "DEFAULT@SECLEVEL=0 </dev/null 2>&1".format(lab.ip("h1")))
+    assert res.returncode != 0 and "no protocols available" not in res.stdout, res.stdout
+    why = rejections(lab, "h1", since)
+    assert any("unsupported versions" in w or "no cipher suite supported" in w
+               for w in why), (why, res.stdout[-1000:])
+
+
 def test_etcdctl_env_works_for_root_on_every_member(lab, built):
     for host in MEMBERS:
         res = lab.exec(host, "bash", "-lic", "e put a 10; e get a; e del a")

@@ -11,7 +11,8 @@ on the CA server, so nothing waits on a Salt timeout), then each refusal an oper
 - a change of key_algo makes new keys and certificates and leaves the CAs byte-identical;
 - no private key in the master's job cache, and none in any process's argv.
 
-Needs a lab of 15 hosts with this module's pillar (the module fixture brings the session's lab
+Needs a lab of 16 hosts (the 16th: a member added and removed with authentication on) with
+this module's pillar (the module fixture brings the session's lab
 up again that way).
 """
 
@@ -28,7 +29,7 @@ import time
 
 import pytest
 import yaml
-from lab_cli import ADMIN_TLS, LAB, lab, last_json, salt
+from lab_cli import ADMIN_TLS, LAB, lab, last_json, salt, step_errors
 from lab_patroni import PATRONI_CONFIG, api, wait_for, write_base_config
 from lab_pillar import CA_DIR, ip, write_base, write_etcd
 from writer import Writer, formula_client
@@ -36,6 +37,7 @@ from writer import Writer, formula_client
 PILLAR_DIR = os.environ.get("ETCD_TRUST_PILLAR_DIR", "/tmp/etcd-formula-trust-pillar")
 MEMBERS = ["h1", "h2", "h3"]
 CLIENTS = ["h{}".format(n) for n in range(4, 16)]
+SPARE = "h16"  # neither member nor client: added, then removed, with authentication on
 MASTER_LOG = "/run/etcd-formula-lab/master/var/log/salt/master"
 JOB_CACHE = "/run/etcd-formula-lab/master/var/cache/salt/master/jobs"
 PATRONI_CERT = "/etc/patroni/etcd/client.crt"
@@ -51,13 +53,13 @@ PATRONI_HOST = CLIENTS[0]
 LEADER_KEY = "/service/{}/leader".format(SCOPE)
 # what the pillar says now (the RBAC tests change it as they go): patroni has no etcd user
 # until authentication is turned on, as under the formula's first version
-CURRENT = {"auth": False, "patroni_password": None}
+CURRENT = {"auth": False, "patroni_password": None, "members": MEMBERS}
 
 
 def write_pillar(extra=()):
     write_base(PILLAR_DIR)
     password = ["    password: " + CURRENT["patroni_password"]] if CURRENT["patroni_password"] else []
-    write_etcd(PILLAR_DIR, MEMBERS, [
+    write_etcd(PILLAR_DIR, CURRENT["members"], [
         "auth: {}".format("true" if CURRENT["auth"] else "false"),
         "root_password: " + ROOT_PASSWORD,
         "clients:", "  patroni:", "    target: [{}]".format(", ".join(CLIENTS)),
@@ -144,7 +146,7 @@ def built(lab, argv_watch):
     one's bootstrap under way joined it as "existing", which etcd refuses until a quorum
     elected a leader, and the quorum needed it)."""
     write_pillar()
-    lab.relaunch(hosts=15, pillar=PILLAR_DIR)
+    lab.relaunch(hosts=16, pillar=PILLAR_DIR)
     assert lab.run("sync").returncode == 0
     salt("*", "saltutil.refresh_pillar", "wait=True")
     ret = salt("master", "state.apply", "etcd.ca,etcd.admin")
@@ -326,11 +328,25 @@ def test_metrics_listen_on_loopback_only_by_default(built):
 # -- no secret leaks ---------------------------------------------------------------------------------
 
 
+def files_containing(paths, text):
+    """The files under ``paths`` that contain ``text``, read here: a grep would put ``text``
+    in its own argv, where the argv watch would rightly find it."""
+    found, needle = [], text.encode()
+    for top in paths:
+        walked = ([(os.path.dirname(top), [], [os.path.basename(top)])] if os.path.isfile(top)
+                  else os.walk(top))
+        for directory, _, names in walked:
+            for name in names:
+                path = os.path.join(directory, name)
+                with open(path, "rb") as handle:
+                    if needle in handle.read():
+                        found.append(path)
+    return found
+
+
 def test_no_private_key_in_the_job_cache_or_in_any_argv(built):
     assert os.path.isdir(JOB_CACHE) and os.listdir(JOB_CACHE)  # the returns are there
-    found = subprocess.run(["grep", "-rlE", "PRIVATE KEY", JOB_CACHE], capture_output=True,
-                           text=True)
-    assert found.stdout == "", found.stdout
+    assert files_containing([JOB_CACHE], "PRIVATE KEY") == []
     for host in MEMBERS + CLIENTS[:2]:
         # the pattern is written so that grep's own argv does not match it
         out = on(host, "sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | "
@@ -705,18 +721,55 @@ def test_after_the_rotation_nothing_of_the_old_ca_is_trusted_anywhere(patroni):
     assert all(s.get("result") is True for states in ret.values() for s in states.values()), ret
 
 
+def orchestrate(sls, member):
+    """salt-run state.orchestrate ``sls`` for ``member``: (exit code, its steps)."""
+    res = lab("salt-run", "--out=json", "state.orchestrate", sls,
+              "pillar=" + json.dumps({"etcd_member": member}))
+    return res.returncode, next(iter(last_json(res.stdout)["data"].values()))
+
+
+def test_a_member_added_and_removed_with_authentication_on_costs_patroni_nothing(patroni):
+    leader_before = leader_key_version()
+    CURRENT["members"] = MEMBERS + [SPARE]
+    write_pillar()
+    salt("*", "saltutil.refresh_pillar", "wait=True")
+    try:
+        with Writer(endpoints(), ADMIN_TLS, credentials=("root", ROOT_PASSWORD)) as writer:
+            rc, steps = orchestrate("etcd.add_member", SPARE)
+            assert rc == 0, step_errors(steps)
+            with as_user("root", ROOT_PASSWORD) as root:
+                assert sorted(m["name"] for m in root.members() if not m["is_learner"]) == [
+                    "etcd-1", "etcd-16", "etcd-2", "etcd-3"]
+            # the new member got root's credentials file: root's etcdctl works there
+            out = on(SPARE, "bash", "-lic", "e put a 10 && e get a && e del a && em list")
+            assert out.returncode == 0 and "etcd-16" in out.stdout, out.stdout + out.stderr
+            rc, steps = orchestrate("etcd.remove_member", SPARE)
+            assert rc == 0, step_errors(steps)
+            time.sleep(1)
+        report = writer.report()
+    finally:
+        CURRENT["members"] = MEMBERS
+        write_pillar()
+        salt("*", "saltutil.refresh_pillar", "wait=True")
+    print("add and remove with authentication on, under a writer: {}".format(report))
+    assert report["failed"] == 0, report["first_failures"]
+    with as_user("root", ROOT_PASSWORD) as root:
+        assert sorted(m["name"] for m in root.members()) == ["etcd-1", "etcd-2", "etcd-3"]
+    assert on(SPARE, "systemctl", "is-active", "etcd").stdout.strip() != "active"
+    assert patroni_state() == patroni
+    assert leader_key_version() == leader_before
+
+
 def test_no_password_in_the_job_cache_logs_journals_or_any_argv(patroni):
     hidden = [ROOT_PASSWORD, POSTGRES_PASSWORD] + PATRONI_PASSWORDS + GENERATED
     assert os.path.isdir(JOB_CACHE) and os.listdir(JOB_CACHE)
     for secret in hidden:
-        found = subprocess.run(["grep", "-rlF", secret, JOB_CACHE, MASTER_LOG],
-                               capture_output=True, text=True)
-        assert found.stdout == "", (secret, found.stdout)
+        assert files_containing([JOB_CACHE, MASTER_LOG], secret) == [], secret
     # each secret's first character in brackets: the pattern in grep's (and sh's) own argv
     # never matches itself (the secrets are letters, digits, '-' and '_': nothing to escape)
     assert all(re.match(r"^[A-Za-z0-9_-]+$", s) for s in hidden)
     pattern = "|".join("[{}]{}".format(s[0], s[1:]) for s in hidden)
-    for host in MEMBERS + [PATRONI_HOST]:
+    for host in MEMBERS + [PATRONI_HOST, SPARE]:
         out = on(host, "sh", "-c", "journalctl --no-pager -o cat | grep -cE '{0}'; "
                  "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -cE '{0}'; "
                  "cat /var/log/salt/minion 2>/dev/null | grep -cE '{0}'".format(pattern))
@@ -816,6 +869,7 @@ def test_a_cluster_of_one_ca_is_refused_by_highstate_and_split_by_the_rotation(p
 
 def test_no_secret_nor_private_key_was_in_any_processs_argv_at_any_time(argv_watch):
     # last: the whole module ran under the watch (highstate of 15 hosts, authentication on,
-    # a password rotation, credentials, CA rotations, the split of a cluster of one CA)
+    # a password rotation, credentials, CA rotations, a member added and removed, the split
+    # of a cluster of one CA)
     assert argv_watch.rounds > 100 and argv_watch.is_alive()
     assert argv_watch.found == [], argv_watch.found[:5]
