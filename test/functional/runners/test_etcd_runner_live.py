@@ -10,6 +10,7 @@ import time
 from unittest import mock
 
 import pytest
+from local_etcd import LOOPBACK_NET
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -101,7 +102,8 @@ def test_status_prints_every_member_like_etcdctl(runner):
     assert text.startswith("cluster test: healthy")
     lines = text.splitlines()
     assert "ENDPOINT" in lines[2] and "IS LEARNER" in lines[2]
-    assert sum(1 for line in lines if "test-" in line and "https://127.0.0.1" in line) == 3
+    assert sum(1 for line in lines if "test-" in line
+               and "https://{}.1".format(LOOPBACK_NET) in line) == 3
     assert sum(1 for line in lines if " true " in line and "test-" in line) >= 1  # a leader
     assert "learners: none" in text and "alarms: none" in text
     # certificates: server and peer of each member, and the admin one

@@ -6,6 +6,7 @@ runs on the lab (test/integration/test_trust.py) with a real patroni.
 """
 
 import pytest
+import salt.config
 
 import etcd_rbac
 import etcd_settings
@@ -115,9 +116,16 @@ def test_a_missing_password_is_named_before_anything_changes():
                                  "patroni-pg-a, root (root: root_password; a client: its password)")
 
 
+def master_opts_with_sdb(monkeypatch):
+    """A master's whole config (Salt 3006's and 3007's sdb loader needs more than an id) with
+    Salt's own env sdb driver as profile ``osenv``."""
+    opts = salt.config.master_config(None)
+    opts.update(id="master", osenv={"driver": "env"})
+    monkeypatch.setattr(etcd_rbac, "__opts__", opts, raising=False)
+
+
 def test_passwords_given_as_sdb_uris_are_read_with_salts_sdb_on_the_master(monkeypatch):
-    # Salt's own env sdb driver, with its profile in the master's opts
-    monkeypatch.setitem(etcd_rbac.__opts__, "osenv", {"driver": "env"})
+    master_opts_with_sdb(monkeypatch)
     monkeypatch.setenv("ETCD_TEST_ROOT_PW", "root-from-sdb")
     monkeypatch.setenv("ETCD_TEST_PG_PW", "pg-from-sdb")
     cluster = etcd_settings.cluster_named(pillar(
@@ -135,7 +143,7 @@ def test_passwords_given_as_sdb_uris_are_read_with_salts_sdb_on_the_master(monke
     ("sdb://vault/etcd/root", "sdb://vault/etcd/root: SDB profile \"vault\" wasnt found"),
 ])
 def test_an_sdb_uri_that_gives_nothing_fails_naming_the_uri(monkeypatch, uri, why):
-    monkeypatch.setitem(etcd_rbac.__opts__, "osenv", {"driver": "env"})
+    master_opts_with_sdb(monkeypatch)
     monkeypatch.delenv("ETCD_TEST_UNSET", raising=False)
     cluster = etcd_settings.cluster_named(pillar(root_password=uri), "etcd")
     with pytest.raises(etcd_rbac.StepFailed) as raised:
