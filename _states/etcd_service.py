@@ -100,20 +100,31 @@ def _wait(check, timeout, what):
 
 
 def _refuse_a_removed_member(settings):
-    """A member with data that the running cluster no longer lists (it was removed while
-    its host was away) is never started: etcd would refuse it, and its data can never
-    rejoin. Asked of the other members' peer ports."""
-    if not __salt__["file.directory_exists"](os.path.join(settings["data_dir"], "member")):
-        return
+    """A member that the running cluster does not list is never started: etcd would refuse
+    it. With data, it was removed while its host was away, and its data can never rejoin.
+    Without data, it was never added, or its add was rolled back (etcd.add_member's promote
+    step removes a learner that did not catch up, possibly while the host's highstate was
+    still on its way to this state): etcd would restart in a loop on "member count is
+    unequal". Asked of the other members' peer ports; no answer proves nothing, and a
+    bootstrap under way lists every initial member."""
     others = {m: u for m, u in settings["peer_urls"].items() if m != settings["minion_id"]}
+    if not others:
+        return
     answers = __utils__["etcd_membership.probe_peers"](
         others, timeout=2, **__utils__["etcd_settings.peer_tls_files"]())
     cluster_id = __utils__["etcd_membership.removed_by"](answers, settings["peer_url"])
-    if cluster_id:
+    if not cluster_id:
+        return
+    if __salt__["file.directory_exists"](os.path.join(settings["data_dir"], "member")):
         raise CommandExecutionError(
             "member {} holds data, but cluster {} runs without it (it was removed): not "
             "started. Purge it (state.apply etcd.purge, which archives the data first) and "
             "add it again with etcd.add_member".format(settings["member_name"], cluster_id))
+    raise CommandExecutionError(
+        "member {} is not in the membership of cluster {} (never added, or its add was "
+        "rolled back): not started. Add it: salt-run state.orchestrate etcd.add_member "
+        "pillar='{{\"etcd_member\": \"{}\"}}'".format(
+            settings["member_name"], cluster_id, settings["minion_id"]))
 
 
 def running(name="etcd", timeout=120):

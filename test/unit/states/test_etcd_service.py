@@ -231,6 +231,32 @@ def test_a_member_with_data_the_cluster_removed_is_never_started(cluster, minion
     minion.start.assert_not_called()
 
 
+def test_a_member_without_data_the_cluster_does_not_list_is_never_started(cluster, minion, testmode):
+    """An add_member rolled back while the host's highstate was still on its way here: etcd
+    would restart in a loop on "member count is unequal"."""
+    minion.running = False
+    minion.peers = {"h2": answer([member(2), member(3)]), "h3": REFUSED}
+    ret = etcd_service.running("etcd")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert ret["comment"] == (
+        "member etcd-1 is not in the membership of cluster c1 (never added, or its add was "
+        "rolled back): not started. Add it: salt-run state.orchestrate etcd.add_member "
+        "pillar='{\"etcd_member\": \"h1\"}'")
+    minion.start.assert_not_called()
+    minion.enable.assert_not_called()
+
+
+def test_a_member_without_data_is_started_when_no_peer_answers_or_it_is_listed(cluster, minion):
+    minion.running = False
+    cluster.down = {"a1"}
+    minion.peers = {"h2": REFUSED, "h3": {"error": "timed out"}}
+    assert etcd_service.running("etcd")["result"] is True
+    minion.running = False
+    minion.peers = {"h2": answer([member(1), member(2), member(3)]), "h3": REFUSED}
+    assert etcd_service.running("etcd")["result"] is True
+    assert minion.start.call_count == 2
+
+
 def test_a_member_with_data_the_cluster_still_lists_is_started(cluster, minion):
     minion.running, minion.has_data = False, True
     cluster.down = {"a1"}
