@@ -1,8 +1,8 @@
 """
 What the unit tests share: the pillar of a three-member cluster, members and statuses as the
 client gives them, the real ``_utils`` functions for ``__utils__``, and the fakes of the I/O
-edges: ``FakeEtcd`` (a cluster behind an autospec of the real ``EtcdClient``) and the peer
-ports' answers.
+edges: ``FakeEtcd`` (a cluster behind an autospec of the real ``EtcdClient``), the peer
+ports' answers, and ``FakeMinions`` (the minions behind an autospec of Salt's LocalClient).
 """
 
 import copy
@@ -10,6 +10,8 @@ import importlib
 import inspect
 import os
 from unittest import mock
+
+import salt.client
 
 import etcd_client
 import etcd_errors as errors
@@ -293,3 +295,60 @@ def answer(members, cluster_id="c1"):
 
 
 REFUSED = {"refused": True}
+
+
+# -- the minions, as the runners reach them (salt.client.LocalClient.cmd) --------------------------
+
+APPLIED = {"etcd-x": {"result": True, "comment": ""}}
+
+
+class FakeMinions:
+    """What the minions answer a runner: ``answers`` {function: return} (``state.apply``
+    succeeds, any other function answers True, unless given), ``per_minion`` {(minion,
+    function): return}; ``silent`` do not answer; ``on_call`` {function: what it does to the
+    world}; ``globs`` the minions a glob target matches. ``calls``: (minion, function, args,
+    kwargs, target type), one per minion reached; ``published``: (target, function, args,
+    kwargs, target type), one per publish. Install it with ``install(monkeypatch)``."""
+
+    def __init__(self, answers=None):
+        self.answers = dict({"state.apply": APPLIED}, **(answers or {}))
+        self.per_minion = {}
+        self.silent = set()
+        self.on_call = {}
+        self.globs = {}
+        self.calls = []
+        self.published = []
+        self.local = mock.create_autospec(salt.client.LocalClient, instance=True)
+        self.local.__enter__.return_value = self.local
+        self.local.cmd.side_effect = self.cmd
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(salt.client, "get_local_client",
+                            mock.Mock(spec=salt.client.get_local_client, return_value=self.local))
+        return self
+
+    def cmd(self, tgt, fun, arg=(), timeout=None, tgt_type="glob", ret="", jid="",
+            full_return=False, kwarg=None, **kwargs):
+        assert full_return is True
+        self.published.append((tgt, fun, list(arg), kwarg, tgt_type))
+        targets = tgt.split(",") if tgt_type == "list" else self.globs.get(tgt, [tgt])
+        found = {}
+        for minion in targets:
+            self.calls.append((minion, fun, list(arg), kwarg, tgt_type))
+            if minion in self.silent:
+                found[minion] = {"ret": "Minion did not return. [No response]", "out": "no_return",
+                                 "retcode": 254}
+                continue
+            if fun in self.on_call:
+                self.on_call[fun](minion, list(arg), kwarg)
+            value = self.per_minion.get((minion, fun), self.answers.get(fun, True))
+            found[minion] = value if isinstance(value, dict) and "ret" in value else {
+                "ret": value, "retcode": 0}
+        return found
+
+    def called(self, fun):
+        """The minions ``fun`` reached, in order."""
+        return [call[0] for call in self.calls if call[1] == fun]
+
+    def functions(self):
+        return [call[1] for call in self.calls]

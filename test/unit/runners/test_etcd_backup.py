@@ -15,8 +15,6 @@ import types
 from unittest import mock
 
 import pytest
-import salt.client
-import salt.runners.pillar
 
 import etcd_backup as backup
 import etcd_errors as errors
@@ -25,7 +23,7 @@ import etcd_settings
 import etcd_snapshot
 import etcd_transfer
 import etcd_validate
-from etcd_fakes import client_url, member, peer_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, member, peer_url, pillar, real_utils
 from lock_fakes import EtcdLocks, OtherProcess
 
 STOPPED = {"running": False, "data": True, "entries": ["member"], "data_problem": None,
@@ -36,58 +34,18 @@ READ = {"revision": 42, "keys": 12, "size": 12288, "hash": 7}
 SERVED = {"port": 45123, "path": "/Qx", "fingerprint": "fp" * 32, "sha256": "ab" * 32, "served": []}
 
 
-class Minions:
-    """What the minions answer: ``answers`` {function: return}, ``per_minion`` {(minion,
-    function): return}; ``silent`` do not answer; ``on_call`` {function: what it does to
-    the world}; ``globs`` the minions a glob target matches."""
-
-    def __init__(self):
-        self.answers = {
-            "etcd_cluster.local_state": STOPPED, "etcd_cluster.purge": PURGED,
-            "config.get": "10.77.0.1",
-            "etcd_cluster.restore": {"name": "etcd-x", "done": ["restored"]},
-            "etcd_cluster.force_new_cluster": {"name": "etcd-1", "members": [],
-                                               "done": ["etcd member etcd-1 is a cluster of one with its data"]},
-            "cmd.run_all": {"retcode": 0, "stdout": "", "stderr": ""},
-            "state.apply": {"etcd-x": {"result": True, "comment": ""}},
-        }
-        self.per_minion = {}
-        self.silent = set()
-        self.on_call = {}
-        self.globs = {"pg*": ["pg1", "pg2"]}
-        self.calls = []
-        self.local = mock.create_autospec(salt.client.LocalClient, instance=True)
-        self.local.__enter__.return_value = self.local
-        self.local.cmd.side_effect = self.cmd
-
-    def cmd(self, tgt, fun, arg=(), timeout=None, tgt_type="glob", ret="", jid="",
-            full_return=False, kwarg=None, **kwargs):
-        assert full_return is True
-        targets = tgt.split(",") if tgt_type == "list" else self.globs.get(tgt, [tgt])
-        found = {}
-        for minion in targets:
-            self.calls.append((minion, fun, list(arg), kwarg))
-            if minion in self.silent:
-                found[minion] = {"ret": "Minion did not return. [No response]", "out": "no_return",
-                                 "retcode": 254}
-                continue
-            if fun in self.on_call:
-                self.on_call[fun](minion, list(arg), kwarg)
-            value = self.per_minion.get((minion, fun), self.answers.get(fun, True))
-            found[minion] = value if isinstance(value, dict) and "ret" in value else {
-                "ret": value, "retcode": 0}
-        return found
-
-    def called(self, fun):
-        return [call[0] for call in self.calls if call[1] == fun]
-
-
 @pytest.fixture
 def minions(monkeypatch):
-    found = Minions()
-    monkeypatch.setattr(salt.client, "get_local_client",
-                        mock.Mock(spec=salt.client.get_local_client, return_value=found.local))
-    return found
+    found = FakeMinions({
+        "etcd_cluster.local_state": STOPPED, "etcd_cluster.purge": PURGED,
+        "config.get": "10.77.0.1",
+        "etcd_cluster.restore": {"name": "etcd-x", "done": ["restored"]},
+        "etcd_cluster.force_new_cluster": {"name": "etcd-1", "members": [],
+                                           "done": ["etcd member etcd-1 is a cluster of one with its data"]},
+        "cmd.run_all": {"retcode": 0, "stdout": "", "stderr": ""},
+    })
+    found.globs = {"pg*": ["pg1", "pg2"]}
+    return found.install(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ import salt.runners.pillar
 import etcd_errors as errors
 import etcd_pki
 import etcd_runner as runner
-from etcd_fakes import client_url, member, peer_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, member, peer_url, pillar, real_utils
 
 PURGED = {"name": "etcd-4", "mode": "retire", "archive": "/var/lib/etcd/data.removed-x.tar.gz",
           "done": ["etcd stopped and disabled", "data dir archived to /var/lib/etcd/data.removed-x.tar.gz (0600)",
@@ -26,50 +26,11 @@ STEPS = ["add_preflight", "add_learner", "promote", "remove_learner", "remove_pr
          "move_leader_off", "member_remove", "retire"]
 
 
-class Minions:
-    """What the minions answer: {(minion, function): return}; ``silent`` do not answer."""
-
-    def __init__(self):
-        self.answers = {"etcd_cluster.local_state": EMPTY_HOST, "etcd_cluster.purge": PURGED,
-                        "etcd_cluster.write_env": {"changed": True, "endpoints": []}}
-        self.per_minion = {}
-        self.silent = set()
-        self.calls = []
-        self.local = mock.create_autospec(salt.client.LocalClient, instance=True)
-        self.local.__enter__.return_value = self.local
-        self.local.cmd.side_effect = self.cmd
-
-    def cmd(self, tgt, fun, arg=(), timeout=None, tgt_type="glob", ret="", jid="",
-            full_return=False, kwarg=None, **kwargs):
-        assert full_return is True
-        self.calls.append((tgt, fun, list(arg), kwarg, tgt_type))
-        targets = tgt.split(",") if tgt_type == "list" else [tgt]
-        found = {}
-        for minion in targets:
-            if minion in self.silent:
-                found[minion] = {"ret": "Minion did not return. [No response]", "out": "no_return",
-                                 "retcode": 254}
-                continue
-            if fun == "state.apply":
-                value = self.per_minion.get((minion, fun), {"etcd-x": {"result": True, "comment": ""}})
-            else:
-                value = self.per_minion.get((minion, fun), self.answers.get(fun, True))
-            found[minion] = value if isinstance(value, dict) and "ret" in value else {
-                "ret": value, "retcode": 0}
-        return found
-
-    def functions(self):
-        return [call[1] for call in self.calls]
-
-
 @pytest.fixture
 def minions(monkeypatch):
-    found = Minions()
-    get_local_client = mock.Mock(spec=salt.client.get_local_client, return_value=found.local)
-    monkeypatch.setattr(salt.client, "get_local_client", get_local_client)
-    return found
-
-
+    return FakeMinions({"etcd_cluster.local_state": EMPTY_HOST, "etcd_cluster.purge": PURGED,
+                        "etcd_cluster.write_env": {"changed": True, "endpoints": []}}
+                       ).install(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -338,9 +299,9 @@ def test_refresh_endpoints_never_lists_a_learner_or_the_excluded_minion(etcd, mi
     ret = runner.refresh_endpoints(member="h1", exclude="h1")
     assert ret["result"] is True, ret
     assert ret["endpoints"] == [client_url(2), client_url(3)]
-    written = {call[0]: call for call in minions.calls if call[1] == "etcd_cluster.write_env"}
+    written = {call[0]: call for call in minions.published if call[1] == "etcd_cluster.write_env"}
     assert written["h2,h3"][2] == [[client_url(2), client_url(3)]] and written["h2,h3"][4] == "list"
-    applied = {call[0]: call for call in minions.calls if call[1] == "state.apply"}
+    applied = {call[0]: call for call in minions.published if call[1] == "state.apply"}
     # the patroni hosts are a YAML list in the pillar: Salt targets them as a list
     assert applied["pg1,pg2"][2] == ["etcd.clients.patroni"] and applied["pg1,pg2"][4] == "list"
     handed = applied["pg1,pg2"][3]["pillar"]["etcd_client"]
