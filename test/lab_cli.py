@@ -3,9 +3,11 @@ The lab's CLI (test/lab) as the integration test modules and the benchmarks that
 of their own call it, and the master's etcd admin certificate they read etcd with.
 """
 
+import collections
 import json
 import os
 import subprocess
+import time
 
 from lab_pillar import CA_DIR
 
@@ -59,6 +61,26 @@ def step_errors(steps):
 
     return {sid.split("_|-")[1]: error(state) for sid, state in steps.items()
             if not state["result"]}
+
+
+Orchestrated = collections.namedtuple("Orchestrated", "rc errors steps took res")
+
+
+def orchestrate(sls, pillar, timeout=900):
+    """salt-run state.orchestrate ``sls`` with ``pillar`` (a dict): its exit code, the errors
+    of its failed steps (``step_errors``; a render error: {"render": [Salt's errors]}), its
+    steps ({state id: return}), the seconds it took, and the CompletedProcess."""
+    started = time.monotonic()
+    res = lab("salt-run", "--out=json", "state.orchestrate", sls, "pillar=" + json.dumps(pillar),
+              timeout=timeout)
+    took = time.monotonic() - started
+    try:
+        steps = next(iter(last_json(res.stdout)["data"].values()))
+    except (ValueError, KeyError, StopIteration, TypeError):
+        raise AssertionError("orchestration {}: {}\n{}".format(sls, res.stdout, res.stderr)) from None
+    if isinstance(steps, list):  # a render error
+        return Orchestrated(res.returncode, {"render": steps}, {}, took, res)
+    return Orchestrated(res.returncode, step_errors(steps), steps, took, res)
 
 
 def build_cluster(lab_, members):

@@ -15,13 +15,12 @@ up again that way (a developer's lab that is up with another pillar makes it fai
 """
 
 import datetime
-import json
 import os
 import time
 
 import pytest
 import yaml
-from lab_cli import ADMIN_TLS, lab, last_json, salt, step_errors
+from lab_cli import ADMIN_TLS, lab, last_json, orchestrate, salt
 from lab_patroni import api, http, wait_for, write_base_config
 from lab_pillar import ip, write_base, write_etcd
 
@@ -71,13 +70,6 @@ def write_pillar_file_only(members):
 def write_pillar(members):
     write_pillar_file_only(members)
     salt("*", "saltutil.refresh_pillar", "wait=True")
-
-
-def orchestrate(sls, member):
-    res = lab("salt-run", "--out=json", "state.orchestrate", sls,
-              "pillar=" + json.dumps({"etcd_member": member}))
-    steps = next(iter(last_json(res.stdout)["data"].values()))
-    return res.returncode, step_errors(steps)
 
 
 def leader_key(hosts):
@@ -182,11 +174,11 @@ def test_replacing_a_member_keeps_patroni_and_vip_manager_on_the_voting_members(
     new_voters = ["h2", "h3", "h4"]
     assert set(leader_key(["h1", "h2", "h3"]).values()) == {CLIENT}
     write_pillar(["h1", "h2", "h3", "h4"])
-    rc, errors = orchestrate("etcd.add_member", "h4")
-    assert rc == 0, errors
+    done = orchestrate("etcd.add_member", {"etcd_member": "h4"})
+    assert done.rc == 0, done.errors
     vip_pid_after_add = vip_manager_run()[0]
-    rc, errors = orchestrate("etcd.remove_member", "h1")
-    assert rc == 0, errors
+    done = orchestrate("etcd.remove_member", {"etcd_member": "h1"})
+    assert done.rc == 0, done.errors
     removed_at = time.time()
     write_pillar(new_voters)  # the minion leaves the pillar once its removal is done
     assert lab("exec", "h1", "--", "systemctl", "is-active", "etcd").stdout.strip() != "active"

@@ -22,7 +22,7 @@ import subprocess
 import time
 
 import pytest
-from lab_cli import ADMIN_TLS, lab, last_json, salt, step_errors
+from lab_cli import ADMIN_TLS, lab, orchestrate, salt
 from lab_pillar import ip, write_base, write_etcd
 from writer import Writer, formula_client
 
@@ -57,19 +57,6 @@ def apply(*hosts, args=()):
 def failures(result):
     return {(h, i): s["comment"] for h, states in result.items() for i, s in states.items()
             if s["result"] is False}
-
-
-def orchestrate(sls, pillar):
-    started = time.monotonic()
-    res = lab("salt-run", "--out=json", "state.orchestrate", sls, "pillar=" + json.dumps(pillar))
-    took = time.monotonic() - started
-    try:
-        steps = next(iter(last_json(res.stdout)["data"].values()))
-    except (ValueError, KeyError, StopIteration):
-        raise AssertionError("orchestration {}: {}\n{}".format(sls, res.stdout, res.stderr)) from None
-    if isinstance(steps, list):  # a render error
-        return res.returncode, {"render": steps}, took, {}
-    return res.returncode, step_errors(steps), took, steps
 
 
 def client(hosts=HOSTS):
@@ -168,7 +155,7 @@ def test_a_grown_pillar_with_the_cluster_down_starts_no_second_cluster(fc_lab):
         assert on("h1", "systemctl", "start", "etcd").returncode == 0
     # the right way converges: one cluster, the original data
     for host in ("h2", "h3"):
-        rc, errors, _, _ = orchestrate("etcd.add_member", {"etcd_member": host})
+        rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": host})
         assert rc == 0, errors
     ids = cluster_ids(["h1", "h2", "h3"])
     assert len(ids) == 3 and len(set(ids.values())) == 1, ids
@@ -194,7 +181,7 @@ def test_a_learner_of_a_cluster_without_quorum_starts_nothing(fc_lab):
             on(host, "systemctl", "start", "--no-block", "etcd")
     wait_until("h1..h3 healthy", lambda: healthy(["h1", "h2", "h3"]))
     # the learner's add converges once the cause is fixed
-    rc, errors, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
     assert rc == 0, errors
     ids = cluster_ids(["h1", "h2", "h3", "h4"])
     assert len(ids) == 4 and len(set(ids.values())) == 1, ids
@@ -223,7 +210,7 @@ def test_a_leader_killed_while_a_member_is_added_leaves_one_cluster(fc_lab):
         if run.poll() is None:
             run.kill()
     if run.returncode != 0:  # a step may fail during the election: the re-run finishes it
-        rc, errors, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
+        rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
         assert rc == 0, errors
     wait_until("the killed leader back", lambda: active(leader) == "active")
     ids = cluster_ids(HOSTS)
@@ -315,7 +302,7 @@ def test_clean_refuses_an_active_an_activating_and_a_stopped_member(fc_lab):
 def test_the_named_purge_archives_the_data_dir_before_it_purges(fc_lab):
     # h5 leaves the membership under safeguard: its data is archived and kept
     write_pillar(HOSTS, ["safeguard: true"])
-    rc, errors, _, steps = orchestrate("etcd.remove_member", {"etcd_member": "h5"})
+    rc, errors, steps, _, _ = orchestrate("etcd.remove_member", {"etcd_member": "h5"})
     assert rc == 0, errors
     retired = next(s for sid, s in steps.items() if "retired" in sid)["changes"]["return"]
     assert "kept: safeguard is true" in retired["comment"], retired
@@ -374,7 +361,7 @@ def test_a_pillar_typo_makes_remove_member_refuse_before_any_change(fc_lab):
     write_pillar(HOSTS[:4], ["safegaurd: true"])
     try:
         before = members()
-        rc, errors, _, _ = orchestrate("etcd.remove_member", {"etcd_member": "h4"})
+        rc, errors, _, _, _ = orchestrate("etcd.remove_member", {"etcd_member": "h4"})
         assert rc != 0
         # the first step (the lock) validates the whole pillar already
         assert list(errors) == ["etcd-remove-member-locked"], errors
@@ -389,7 +376,7 @@ def test_a_pillar_typo_makes_remove_member_refuse_before_any_change(fc_lab):
 @pytest.mark.parametrize("value", ["*", "h*", "h1,h2", "G@os:Debian and h1", "h1\nh2", ["h1"]])
 def test_an_orchestration_refuses_a_member_that_is_not_a_plain_minion_id(fc_lab, value):
     before = members()
-    rc, errors, _, _ = orchestrate("etcd.add_member", {"etcd_member": value})
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": value})
     assert rc != 0
     why = errors.get("etcd-add-member-locked") or ""
     assert "expected one plain minion id" in why and repr(value) in why, errors
@@ -404,20 +391,20 @@ def test_a_dead_host_is_removed_in_seconds_and_replaced(fc_lab):
     hosts = HOSTS[:4]
     on("h4", "systemctl", "stop", "etcd", "salt-minion")
     with Writer([endpoint(h) for h in hosts[:3]], ADMIN_TLS) as writer:
-        rc, errors, took, steps = orchestrate("etcd.remove_member", {"etcd_member": "h4"})
+        rc, errors, steps, took, _ = orchestrate("etcd.remove_member", {"etcd_member": "h4"})
         assert rc == 0, errors
         retired = next(s for sid, s in steps.items() if "retired" in sid)["changes"]["return"]
         assert retired.get("skipped") and "did not answer" in retired["comment"], retired
         assert took < 45, took
         print("dead host removed in {:.1f} s".format(took))
         # adding a host whose minion is down is refused within seconds
-        rc, errors, took, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
+        rc, errors, _, took, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
         assert rc != 0 and "minion h4 does not answer" in errors["etcd-add-member-preflight"]
         assert took < 20, took
         # a replacement
         write_pillar(["h1", "h2", "h3", "h5"])
         lab("exec", "h5", "--", "rm", "-f", "/etc/etcd/etcd.conf.yml")
-        rc, errors, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
+        rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
         assert rc == 0, errors
     print("writer:", writer.report())
     assert writer.report()["failed"] == 0

@@ -15,8 +15,8 @@ import sys
 import time
 
 import pytest
-from lab_cli import ADMIN_TLS as ADMIN, last_json
-from lab_cli import LAB, lab, salt, step_errors
+from lab_cli import ADMIN_TLS as ADMIN
+from lab_cli import LAB, lab, orchestrate, salt
 from lab_pillar import ip, write_base, write_etcd
 from writer import Writer
 
@@ -33,16 +33,6 @@ def write_pillar(members):
     """The lab's pillar with cluster etcd of ``members``, refreshed on every minion."""
     write_pillar_file_only(members)
     salt("*", "saltutil.refresh_pillar", "wait=True")
-
-
-def orchestrate(sls, member, **extra):
-    pillar = json.dumps(dict({"etcd_member": member}, **extra))
-    started = time.monotonic()
-    res = lab("salt-run", "--out=json", "state.orchestrate", sls, "pillar=" + pillar)
-    took = time.monotonic() - started
-    data = last_json(res.stdout)["data"]
-    steps = next(iter(data.values()))
-    return res.returncode, steps, took
 
 
 def client(endpoints):
@@ -94,16 +84,16 @@ def write_pillar_file_only(members):
 
 def test_removing_the_last_member_is_refused_and_changes_nothing(orch_lab):
     before = members()
-    rc, steps, _ = orchestrate("etcd.remove_member", "h1")
+    rc, errors, _, _, _ = orchestrate("etcd.remove_member", {"etcd_member": "h1"})
     assert rc != 0
-    assert "etcd-1 is the last voting member" in step_errors(steps)["etcd-remove-member-preflight"]
+    assert "etcd-1 is the last voting member" in errors["etcd-remove-member-preflight"]
     assert members() == before
 
 
 def test_a_host_not_in_pillar_is_refused(orch_lab):
-    rc, steps, _ = orchestrate("etcd.add_member", "h5")
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
     assert rc != 0
-    assert "minion h5 is in no cluster of its pillar" in step_errors(steps)[
+    assert "minion h5 is in no cluster of its pillar" in errors[
         "etcd-add-member-locked"]
     assert len(members()) == 1
 
@@ -113,8 +103,8 @@ def test_grow_1_to_3_to_5_under_a_writer_loses_nothing(orch_lab):
     with writer() as w:
         for n, host in enumerate(HOSTS[1:], start=2):
             write_pillar(HOSTS[:n])
-            rc, steps, took[host] = orchestrate("etcd.add_member", host)
-            assert rc == 0, step_errors(steps)
+            rc, errors, _, took[host], _ = orchestrate("etcd.add_member", {"etcd_member": host})
+            assert rc == 0, errors
             voters = [m for m in members() if not m["is_learner"]]
             assert len(voters) == n
     print("add_member wall times:", {h: round(t, 1) for h, t in took.items()})
@@ -130,8 +120,8 @@ def test_shrink_5_to_3_under_a_writer_loses_nothing(orch_lab):
     assert before
     with writer() as w:
         for host in ("h5", "h4"):
-            rc, steps, took = orchestrate("etcd.remove_member", host)
-            assert rc == 0, step_errors(steps)
+            rc, errors, _, _, _ = orchestrate("etcd.remove_member", {"etcd_member": host})
+            assert rc == 0, errors
             assert lab("exec", host, "--", "systemctl", "is-active", "etcd").stdout.strip() != "active"
             archived = lab("exec", host, "--", "sh", "-c",
                            "stat -c '%a %n' /var/lib/etcd/data.removed-*.tar.gz").stdout
@@ -152,19 +142,19 @@ def test_an_add_interrupted_after_the_learner_add_converges_on_re_run(orch_lab):
     assert [m["is_learner"] for m in members() if not m["started"]] == [True]
     # a dirty data dir left by h4's removal above is refused, with no change
     lab("exec", "h4", "--", "sh", "-c", "mkdir -p /var/lib/etcd/data/member/wal")
-    rc, steps, _ = orchestrate("etcd.add_member", "h4")
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
     assert rc != 0
-    assert "the data dir is not empty" in step_errors(steps)["etcd-add-member-preflight"]
+    assert "the data dir is not empty" in errors["etcd-add-member-preflight"]
     lab("exec", "h4", "--", "rm", "-rf", "/var/lib/etcd/data")
     # a second learner is refused
     write_pillar(HOSTS)
-    rc, steps, _ = orchestrate("etcd.add_member", "h5")
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
     assert rc != 0
-    why = step_errors(steps)["etcd-add-member-preflight"]
+    why = errors["etcd-add-member-preflight"]
     assert "was added but never started" in why and "etcd.remove_learner" in why, why
     # re-run for h4: resumes its learner, never two
-    rc, steps, _ = orchestrate("etcd.add_member", "h4")
-    assert rc == 0, step_errors(steps)
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h4"})
+    assert rc == 0, errors
     assert sum(1 for m in members() if m["is_learner"]) == 0
     assert len(members()) == 4
 
@@ -194,8 +184,8 @@ def test_an_add_killed_mid_run_with_the_new_member_stopped_converges_on_re_run(o
         assert time.monotonic() < deadline, "h5's highstate job never ended"
         time.sleep(1)
     lab("exec", "h5", "--", "systemctl", "stop", "etcd")
-    rc, steps, _ = orchestrate("etcd.add_member", "h5")
-    assert rc == 0, step_errors(steps)
+    rc, errors, _, _, _ = orchestrate("etcd.add_member", {"etcd_member": "h5"})
+    assert rc == 0, errors
     now = members()
     assert len(now) == 5 and not any(m["is_learner"] for m in now), now
     assert lab("exec", "h5", "--", "systemctl", "is-active", "etcd").stdout.strip() == "active"

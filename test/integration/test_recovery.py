@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from lab_cli import ADMIN_TLS, LAB, lab, last_json, salt
+from lab_cli import ADMIN_TLS, LAB, lab, last_json, orchestrate, salt
 from lab_patroni import leads, wait_for, write_base_config
 from lab_pillar import BACKUP_DIR as BACKUPS
 from lab_pillar import ip, write_base, write_etcd
@@ -56,21 +56,6 @@ def write_pillar():
 
 def run(*args, timeout=900):
     return lab("salt-run", "--out=json", *args, timeout=timeout)
-
-
-def orchestrate(sls, pillar):
-    res = run("state.orchestrate", sls, "pillar=" + json.dumps(pillar))
-    try:
-        steps = next(iter(last_json(res.stdout)["data"].values()))
-    except (ValueError, KeyError, StopIteration):
-        raise AssertionError("{}: {}\n{}".format(sls, res.stdout, res.stderr)) from None
-    errors = {}
-    for sid, step in (steps.items() if isinstance(steps, dict) else []):
-        if not step["result"]:
-            ret = (step.get("changes") or {}).get("return")
-            errors[sid.split("_|-")[1]] = (ret.get("Error") if isinstance(ret, dict) else None) \
-                or step.get("comment")
-    return res.returncode, errors, res
 
 
 def keys():
@@ -190,7 +175,7 @@ def test_a_corrupt_snapshot_is_refused_before_anything_stops(rec_lab):
     try:
         with open(path, "r+b") as handle:
             handle.truncate(os.path.getsize(path) // 2)
-        rc, errors, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
+        rc, errors, _, _, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
                                                      "etcd_confirm": "etcd"})
         assert rc != 0
         assert "truncated or corrupt" in errors["etcd-restore-preflight"], errors
@@ -201,7 +186,7 @@ def test_a_corrupt_snapshot_is_refused_before_anything_stops(rec_lab):
 
 def test_a_restore_without_the_confirmation_changes_nothing(rec_lab):
     before = pids()
-    rc, errors, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest"})
+    rc, errors, _, _, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest"})
     assert rc != 0 and "confirm it with etcd_confirm: etcd" in errors["etcd-restore-preflight"]
     assert pids() == before
 
@@ -213,7 +198,7 @@ def test_restore_after_every_member_lost_its_data(rec_lab):
     snapshot_keys = {k: v for k, v in keys().items() if not k.startswith("/service/")}
     wipe(*MEMBERS)
     started = time.monotonic()
-    rc, errors, res = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
+    rc, errors, _, _, res = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
                                                    "etcd_confirm": "etcd"})
     took = time.monotonic() - started
     assert rc == 0, errors
@@ -235,7 +220,7 @@ def test_recovery_from_the_survivor_loses_no_acknowledged_write(rec_lab):
         wait_for("members in step", lambda: len({c.status(endpoint(h))["raft_applied_index"]
                                                   for h in MEMBERS}) == 1, 30)
     wipe("h2", "h3")
-    rc, errors, _ = orchestrate("etcd.recover", {"etcd_cluster": "etcd"})
+    rc, errors, _, _, _ = orchestrate("etcd.recover", {"etcd_cluster": "etcd"})
     assert rc == 0, errors
     with client() as c:
         members = c.members()
@@ -248,7 +233,7 @@ def test_recovery_from_the_survivor_loses_no_acknowledged_write(rec_lab):
 
 def test_recovery_is_refused_while_the_cluster_has_its_quorum(rec_lab):
     before = pids()
-    rc, errors, _ = orchestrate("etcd.recover", {"etcd_cluster": "etcd"})
+    rc, errors, _, _, _ = orchestrate("etcd.recover", {"etcd_cluster": "etcd"})
     assert rc != 0 and "is healthy: nothing to recover" in errors["etcd-recover-preflight"]
     assert pids() == before
 
@@ -285,7 +270,7 @@ def test_a_restore_killed_half_way_converges_on_rerun(rec_lab):
     os.killpg(restore.pid, signal.SIGKILL)  # the session: test/lab and its salt-run
     restore.wait()
     assert "[etcd] restoring h1" in seen, seen
-    rc, errors, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
+    rc, errors, _, _, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
                                                  "etcd_confirm": "etcd"})
     assert rc == 0, errors
     ids = cluster_ids()
@@ -314,7 +299,7 @@ def test_one_operation_at_a_time_and_a_killed_ones_lock_expires(rec_lab):
         first.wait()
     # the killed run's lock: free on the master at once, in etcd once its lease expires;
     # the next run proceeds (and converges the interrupted restore)
-    rc, errors, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
+    rc, errors, _, _, _ = orchestrate("etcd.restore", {"etcd_snapshot": "latest",
                                                  "etcd_confirm": "etcd"})
     assert rc == 0, errors
     assert healthy()

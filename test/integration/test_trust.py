@@ -29,7 +29,7 @@ import time
 
 import pytest
 import yaml
-from lab_cli import ADMIN_TLS, LAB, lab, last_json, salt, step_errors
+from lab_cli import ADMIN_TLS, LAB, lab, last_json, orchestrate, salt
 from lab_patroni import PATRONI_CONFIG, api, wait_for, write_base_config
 from lab_pillar import CA_DIR, ip, write_base, write_etcd
 from writer import Writer, formula_client
@@ -721,13 +721,6 @@ def test_after_the_rotation_nothing_of_the_old_ca_is_trusted_anywhere(patroni):
     assert all(s.get("result") is True for states in ret.values() for s in states.values()), ret
 
 
-def orchestrate(sls, member):
-    """salt-run state.orchestrate ``sls`` for ``member``: (exit code, its steps)."""
-    res = lab("salt-run", "--out=json", "state.orchestrate", sls,
-              "pillar=" + json.dumps({"etcd_member": member}))
-    return res.returncode, next(iter(last_json(res.stdout)["data"].values()))
-
-
 def test_a_member_added_and_removed_with_authentication_on_costs_patroni_nothing(patroni):
     leader_before = leader_key_version()
     CURRENT["members"] = MEMBERS + [SPARE]
@@ -735,16 +728,16 @@ def test_a_member_added_and_removed_with_authentication_on_costs_patroni_nothing
     salt("*", "saltutil.refresh_pillar", "wait=True")
     try:
         with Writer(endpoints(), ADMIN_TLS, credentials=("root", ROOT_PASSWORD)) as writer:
-            rc, steps = orchestrate("etcd.add_member", SPARE)
-            assert rc == 0, step_errors(steps)
+            done = orchestrate("etcd.add_member", {"etcd_member": SPARE})
+            assert done.rc == 0, done.errors
             with as_user("root", ROOT_PASSWORD) as root:
                 assert sorted(m["name"] for m in root.members() if not m["is_learner"]) == [
                     "etcd-1", "etcd-16", "etcd-2", "etcd-3"]
             # the new member got root's credentials file: root's etcdctl works there
             out = on(SPARE, "bash", "-lic", "e put a 10 && e get a && e del a && em list")
             assert out.returncode == 0 and "etcd-16" in out.stdout, out.stdout + out.stderr
-            rc, steps = orchestrate("etcd.remove_member", SPARE)
-            assert rc == 0, step_errors(steps)
+            done = orchestrate("etcd.remove_member", {"etcd_member": SPARE})
+            assert done.rc == 0, done.errors
             time.sleep(1)
         report = writer.report()
     finally:
