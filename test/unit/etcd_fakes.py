@@ -352,3 +352,18 @@ class FakeMinions:
 
     def functions(self):
         return [call[1] for call in self.calls]
+
+
+# -- a runner's return (etcd_steps.ok / failed) -------------------------------------------------
+
+
+def passed(ret):
+    """A runner step's return that passed: the return."""
+    assert ret["result"] is True, ret
+    return ret
+
+
+def failed(ret):
+    """A runner step's return that failed as Salt shows it (retcode 1): its Error."""
+    assert ret["result"] is False and ret["retcode"] == 1, ret
+    return ret["Error"]

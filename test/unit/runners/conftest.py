@@ -1,6 +1,6 @@
 """What the runner files' tests share: the pillar as the master compiles it for a minion
-(``pillar.show_pillar``, of each test module's ``etcd_pillar``), and the master's admin TLS
-files (empty files: the fake client never reads them)."""
+(``pillar.show_pillar``, of each test module's ``etcd_pillar``), the master's admin TLS
+files (empty files: the fake client never reads them), and the master's ``__opts__``."""
 
 from unittest import mock
 
@@ -19,3 +19,11 @@ def admin_tls(tmp_path):
     for path in tls.values():
         open(path, "w").close()
     return tls
+
+
+@pytest.fixture
+def master_opts(admin_tls, tmp_path):
+    """The master's ``__opts__`` as a runner reads them: its admin certificate, its config
+    file (for Salt's LocalClient, faked), its id and a cache dir of the test's."""
+    return {"etcd_admin_tls": admin_tls, "conf_file": "/etc/salt/master", "id": "master",
+            "cachedir": str(tmp_path / "cache")}

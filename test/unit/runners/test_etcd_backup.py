@@ -23,7 +23,7 @@ import etcd_settings
 import etcd_snapshot
 import etcd_transfer
 import etcd_validate
-from etcd_fakes import FakeMinions, client_url, member, peer_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, failed, member, passed, peer_url, pillar, real_utils
 from lock_fakes import EtcdLocks, OtherProcess
 
 STOPPED = {"running": False, "data": True, "entries": ["member"], "data_problem": None,
@@ -133,12 +133,11 @@ def utils(backups):
 
 
 @pytest.fixture
-def configure_loader_modules(show_pillar, admin_tls, connect, minions, utils, stream, tmp_path):
+def configure_loader_modules(show_pillar, connect, minions, utils, stream, master_opts):
     return {backup: {
         "__salt__": {"pillar.show_pillar": show_pillar},
         "__utils__": utils,
-        "__opts__": {"etcd_admin_tls": admin_tls, "conf_file": "/etc/salt/master", "id": "master",
-                     "cachedir": str(tmp_path / "cache")},
+        "__opts__": master_opts,
         "__context__": {},
     }}
 
@@ -154,16 +153,6 @@ def other_process(lock_dir):
     found = OtherProcess(lock_dir, "add_member h4")
     yield found
     found.kill()
-
-
-def failed(ret):
-    assert ret["result"] is False and ret["retcode"] == 1, ret
-    return ret["Error"]
-
-
-def passed(ret):
-    assert ret["result"] is True, ret
-    return ret
 
 
 def in_orchestration(what="restore"):

@@ -15,7 +15,7 @@ import pytest
 import etcd_pki
 import etcd_rotation as rotation
 import etcd_runner
-from etcd_fakes import FakeMinions, client_url, peer_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, failed, passed, peer_url, pillar, real_utils
 
 CONTINUE = "continue with: salt-run etcd.rotate_ca"
 
@@ -134,26 +134,14 @@ def instant_waits(clock):
 
 
 @pytest.fixture
-def configure_loader_modules(show_pillar, admin_tls, connect, minions, utils, refresh_endpoints,
-                             tmp_path):
+def configure_loader_modules(show_pillar, connect, minions, utils, refresh_endpoints, master_opts):
     return {rotation: {
         "__salt__": {"pillar.show_pillar": show_pillar,
                      "etcd.refresh_endpoints": refresh_endpoints},
         "__utils__": utils,
-        "__opts__": {"etcd_admin_tls": admin_tls, "conf_file": "/etc/salt/master", "id": "master",
-                     "cachedir": str(tmp_path / "cache")},
+        "__opts__": master_opts,
         "__context__": {},
     }}
-
-
-def passed(ret):
-    assert ret["result"] is True, ret
-    return ret
-
-
-def failed(ret):
-    assert ret["result"] is False and ret["retcode"] == 1, ret
-    return ret["Error"]
 
 
 ROLL = [("h2", "etcd"), ("h3", "etcd"), ("h1", "etcd")]  # followers first, the leader h1 last

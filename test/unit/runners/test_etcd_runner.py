@@ -16,7 +16,7 @@ import salt.runners.pillar
 import etcd_errors as errors
 import etcd_pki
 import etcd_runner as runner
-from etcd_fakes import FakeMinions, client_url, member, peer_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, failed, member, peer_url, pillar, real_utils
 
 PURGED = {"name": "etcd-4", "mode": "retire", "archive": "/var/lib/etcd/data.removed-x.tar.gz",
           "done": ["etcd stopped and disabled", "data dir archived to /var/lib/etcd/data.removed-x.tar.gz (0600)",
@@ -49,21 +49,15 @@ def expiry_rows():
 
 
 @pytest.fixture
-def configure_loader_modules(show_pillar, admin_tls, expiry_rows, connect, minions, tmp_path):
+def configure_loader_modules(show_pillar, expiry_rows, connect, minions, master_opts):
     utils = real_utils()
     utils["etcd_pki.expiry_rows"] = expiry_rows
     return {runner: {
         "__salt__": {"pillar.show_pillar": show_pillar},
         "__utils__": utils,
-        "__opts__": {"etcd_admin_tls": admin_tls, "conf_file": "/etc/salt/master", "id": "master",
-                     "cachedir": str(tmp_path / "cache")},
+        "__opts__": master_opts,
         "__context__": {},
     }}
-
-
-def failed(ret):
-    assert ret["result"] is False and ret["retcode"] == 1, ret
-    return ret["Error"]
 
 
 def learner_of_h4(etcd, started=True):

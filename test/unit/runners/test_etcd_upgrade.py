@@ -17,7 +17,7 @@ import pytest
 import etcd_backup
 import etcd_errors as errors
 import etcd_upgrade as upgrade
-from etcd_fakes import FakeMinions, client_url, pillar, real_utils
+from etcd_fakes import FakeMinions, client_url, failed, passed, pillar, real_utils
 
 AGAIN = "continue with: salt-run etcd.upgrade version=3.5.30"
 SNAPSHOT = {"result": True, "snapshot": {"path": "/var/backups/etcd/etcd/s1.db", "revision": 42}}
@@ -86,24 +86,13 @@ def instant_waits(clock, monkeypatch):
 
 
 @pytest.fixture
-def configure_loader_modules(show_pillar, admin_tls, connect, minions, snapshot, tmp_path):
+def configure_loader_modules(show_pillar, connect, minions, snapshot, master_opts):
     return {upgrade: {
         "__salt__": {"pillar.show_pillar": show_pillar, "etcd.snapshot": snapshot},
         "__utils__": real_utils(),
-        "__opts__": {"etcd_admin_tls": admin_tls, "conf_file": "/etc/salt/master", "id": "master",
-                     "cachedir": str(tmp_path / "cache")},
+        "__opts__": master_opts,
         "__context__": {},
     }}
-
-
-def passed(ret):
-    assert ret["result"] is True, ret
-    return ret
-
-
-def failed(ret):
-    assert ret["result"] is False and ret["retcode"] == 1, ret
-    return ret["Error"]
 
 
 def test_members_are_upgraded_one_at_a_time_followers_first_after_a_snapshot(
