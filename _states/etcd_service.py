@@ -106,12 +106,14 @@ def _refuse_a_removed_member(settings):
     step removes a learner that did not catch up, possibly while the host's highstate was
     still on its way to this state): etcd would restart in a loop on "member count is
     unequal". Asked of the other members' peer ports; no answer proves nothing, and a
-    bootstrap under way lists every initial member."""
+    bootstrap under way lists every initial member. Without its peer certificate (a test
+    run on a fresh host: the certificate is only predicted) it cannot ask, nor could etcd
+    start."""
     others = {m: u for m, u in settings["peer_urls"].items() if m != settings["minion_id"]}
-    if not others:
+    tls = __utils__["etcd_settings.peer_tls_files"]()
+    if not others or not all(__salt__["file.file_exists"](path) for path in tls.values()):
         return
-    answers = __utils__["etcd_membership.probe_peers"](
-        others, timeout=2, **__utils__["etcd_settings.peer_tls_files"]())
+    answers = __utils__["etcd_membership.probe_peers"](others, timeout=2, **tls)
     cluster_id = __utils__["etcd_membership.removed_by"](answers, settings["peer_url"])
     if not cluster_id:
         return

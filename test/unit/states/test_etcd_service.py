@@ -114,6 +114,7 @@ class Minion:
         self.start = mock.Mock(spec=salt.modules.systemd_service.start, side_effect=self._start)
         self.restart = mock.Mock(spec=salt.modules.systemd_service.restart, side_effect=self._restart)
         self.has_data = False
+        self.has_certs = True  # the peer certificate, key and CA bundle
         self.probe_peers = mock.Mock(spec=etcd_membership.probe_peers,
                                      side_effect=lambda peer_urls, **kw: dict(self.peers))
 
@@ -143,6 +144,8 @@ class Minion:
                 "service.restart": self.restart,
                 "file.directory_exists": mock.Mock(spec=salt.modules.file.directory_exists,
                                                    side_effect=lambda path: self.has_data),
+                "file.file_exists": mock.Mock(spec=salt.modules.file.file_exists,
+                                              side_effect=lambda path: self.has_certs),
             },
             "__utils__": dict(real_utils(), **{"etcd_membership.probe_peers": self.probe_peers}),
         }
@@ -255,6 +258,15 @@ def test_a_member_without_data_is_started_when_no_peer_answers_or_it_is_listed(c
     minion.peers = {"h2": answer([member(1), member(2), member(3)]), "h3": REFUSED}
     assert etcd_service.running("etcd")["result"] is True
     assert minion.start.call_count == 2
+
+
+def test_a_dry_run_on_a_fresh_host_predicts_the_start_without_asking_the_peers(minion):
+    """test=True before the certificates exist: nothing to ask the peers with."""
+    minion.running, minion.has_certs = False, False
+    with mock.patch.dict(etcd_service.__opts__, {"test": True}):
+        ret = etcd_service.running("etcd")
+    assert ret["result"] is None and ret["changes"] == {"started": True}
+    minion.probe_peers.assert_not_called()
 
 
 def test_a_member_with_data_the_cluster_still_lists_is_started(cluster, minion):
