@@ -112,7 +112,12 @@ def test_a_rolling_upgrade_moves_every_member_and_costs_patroni_nothing(cluster)
     # patroni kept its leader and timeline, and reaches the upgraded cluster
     wait_for("patroni reaches etcd after the upgrade",
              lambda: api(PATRONI_HOST)[1].get("dcs_last_seen", 0) > ended, 60)
-    assert patroni_state() == cluster["patroni"]
+    now = patroni_state()
+    if now != cluster["patroni"]:  # what patroni saw, for the failure's reader
+        journal = on(PATRONI_HOST, "journalctl", "-u", "patroni", "--no-pager", "-o",
+                     "short-precise", "--since", "@{}".format(int(started) - 5)).stdout
+        raise AssertionError("patroni {} -> {} during the upgrade; its journal:\n{}".format(
+            cluster["patroni"], now, journal[-8000:]))
 
 
 def test_after_the_upgrade_a_second_run_and_highstate_change_nothing(cluster):
