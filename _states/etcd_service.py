@@ -99,7 +99,7 @@ def _wait(check, timeout, what):
         time.sleep(POLL_SECONDS)
 
 
-def _refuse_a_removed_member(settings):
+def _refuse_a_member_the_cluster_does_not_list(settings):
     """A member that the running cluster does not list is never started: etcd would refuse
     it. With data, it was removed while its host was away, and its data can never rejoin.
     Without data, it was never added, or its add was rolled back (etcd.add_member's promote
@@ -149,7 +149,7 @@ def running(name="etcd", timeout=120):
         if not __salt__["service.status"](name):
             changes["started"] = True
         if "started" in changes:
-            _refuse_a_removed_member(settings)  # read-only: a test run predicts it too
+            _refuse_a_member_the_cluster_does_not_list(settings)  # read-only: a test run predicts it too
         if __opts__["test"]:
             if changes:
                 ret.update(

@@ -24,15 +24,20 @@ class CaServer:
     """The CA server's rotation record (``etcd_ca.rotation*``) and its bundles: a bundle is
     the list of CA names it trusts, its first the one that signs."""
 
-    def __init__(self, phase=None):
-        self.phase = phase
+    # the bundles as each phase leaves them: {usage: [CA names]}
+    BUNDLES = {None: ("old",), "trust-both": ("old", "new"), "reissue": ("new", "old"),
+               "trust-new": ("new",)}
+
+    def __init__(self):
         self.calls = []
         self.begun_with = None
-        self.bundles = {"client": ["old-client"], "peer": ["old-peer"]}
-        if phase in ("trust-both",):
-            self.bundles = {"client": ["old-client", "new-client"], "peer": ["old-peer", "new-peer"]}
-        elif phase in ("reissue",):
-            self.bundles = {"client": ["new-client", "old-client"], "peer": ["new-peer", "old-peer"]}
+        self.recorded(None)
+
+    def recorded(self, phase):
+        """The record as a rotation interrupted in ``phase`` left it."""
+        self.phase = phase
+        self.bundles = {w: ["{}-{}".format(age, w) for age in self.BUNDLES[phase]]
+                        for w in ("client", "peer")}
 
     def answer(self, minion, fun, kwarg):
         self.calls.append(fun)
@@ -188,15 +193,8 @@ def test_leadership_leaves_a_member_before_its_restart_and_not_for_a_reissue(etc
     ("trust-new", ["etcd_ca.rotation_begin", "etcd_ca.rotation_switch",
                    "etcd_ca.rotation_finish"]),
 ])
-def test_an_interrupted_rotation_goes_on_at_its_recorded_phase(minions, served,
-                                                               phase, skipped):
-    ca = CaServer(phase)
-    for fun in ("rotation", "rotation_begin", "rotation_switch", "rotation_finish",
-                "rotation_end", "bundles"):
-        minions.on_call["etcd_ca." + fun] = (
-            lambda minion, arg, kwarg, fun=fun: minions.answers.__setitem__(
-                "etcd_ca." + fun, ca.answer(minion, "etcd_ca." + fun, kwarg)))
-    served.ca = ca
+def test_an_interrupted_rotation_goes_on_at_its_recorded_phase(ca, minions, phase, skipped):
+    ca.recorded(phase)
     passed(rotation.rotate_ca())
     assert not set(skipped) & set(ca.calls), ca.calls
     assert ca.calls[-1] == "etcd_ca.rotation_end"
